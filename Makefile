@@ -1,0 +1,50 @@
+# Mendline — `make demo` and `make test` do the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo up down test test-fast lint typecheck bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Mendline needs Python >= 3.11 (set PYTHON=python3.11)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Mendline with its dev tools
+
+demo: $(STAMP) ## Start the embedded Temporal server + worker + demo site and run the examples
+	$(BIN)/mendline demo
+
+up: $(STAMP) ## Run the embedded Temporal server and a worker in the foreground
+	$(BIN)/mendline up
+
+down: $(STAMP) ## Stop what `make demo` / `mendline up -d` started
+	$(BIN)/mendline down
+
+lint: $(STAMP) ## ruff + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+typecheck: lint
+
+test: $(STAMP) ## Lint, type-check and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## Only the unit tests
+	$(BIN)/pytest -q tests/unit
+
+bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/benchmarks.md)
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/throughput.py
+
+clean: ## Remove the virtualenv, caches and local data
+	rm -rf $(VENV) .mendline .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,67 @@
+"""Mendline's one settings class (environment prefix ``MENDLINE_``).
+
+Only processes in ``workers/`` instantiate :class:`Settings`; activities receive it through
+their constructor and workflows never see it (anything a workflow branches on arrives
+through its input or an activity result, so it is in history).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process configuration, read from ``MENDLINE_*`` environment variables.
+
+    Attributes:
+        data_dir: Where the embedded server's history, the SQLite database and logs live.
+        temporal_address: ``host:port`` of an external Temporal frontend. Unset means the
+            embedded dev server started by ``mendline server`` / ``mendline up``.
+        temporal_namespace: Temporal namespace for every client and worker.
+        task_queue: Task queue the worker polls and the CLI starts workflows on.
+        database_url: SQLAlchemy URL of Mendline's database. Unset means SQLite in
+            ``data_dir``.
+        embedded_port: gRPC port of the embedded server.
+        ui_port: Web UI port of the embedded server.
+        max_parallel: Default bound on concurrently running tasks of one pipeline run.
+        large_output_bytes: Task outputs larger than this (as JSON) are stored in the
+            database and passed downstream by reference, keeping history payloads small.
+        max_concurrent_activities: Worker slots for regular activities.
+        max_concurrent_local_activities: Worker slots for local activities.
+        log_level: Python logging level of worker and CLI.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MENDLINE_", extra="ignore")
+
+    data_dir: Path = Path(".mendline")
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "mendline"
+    database_url: str | None = None
+    embedded_port: int = Field(7233, ge=1, le=65535)
+    ui_port: int = Field(8233, ge=1, le=65535)
+    max_parallel: int = Field(16, ge=1, le=1000)
+    large_output_bytes: int = Field(64 * 1024, ge=1024)
+    max_concurrent_activities: int = Field(100, ge=1)
+    max_concurrent_local_activities: int = Field(200, ge=1)
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, else SQLite in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mendline.db').resolve()}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when Mendline runs its own dev server (no external address configured)."""
+        return not self.temporal_address
+
+    @property
+    def resolved_temporal_address(self) -> str:
+        """The frontend address clients connect to."""
+        return self.temporal_address or f"127.0.0.1:{self.embedded_port}"

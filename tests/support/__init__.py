@@ -1,0 +1,1 @@
+"""Importable helpers for tests (functions that `python` tasks call, fixture builders)."""

@@ -1,0 +1,42 @@
+"""The ``mendline`` command line: a thin layer over Mendline's library and Temporal."""
+
+from __future__ import annotations
+
+import typer
+
+from workers.cli import demo, ops, runs
+
+app = typer.Typer(
+    name="mendline",
+    help=(
+        "Mendline: durable, self-healing data pipelines on Temporal.\n\n"
+        "Quick start: `mendline up -d` (embedded server + worker), then "
+        "`mendline run examples/pipelines/orders.yaml --param day=2026-11-20 --wait`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command()(ops.server)
+app.command()(ops.worker)
+app.command()(ops.up)
+app.command()(ops.down)
+app.command()(ops.tasks)
+app.command()(runs.validate)
+app.command()(runs.run)
+app.command()(runs.state)
+app.command()(runs.cancel)
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(runs.telemetry_app, name="telemetry")
+app.add_typer(ops.db_app, name="db")
+app.add_typer(demo.demo_app, name="demo")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
