@@ -26,7 +26,6 @@ from activities.storage import Database, utcnow
 from activities.tasks.base import (
     HandlerOutput,
     HandlerRegistry,
-    HttpStatusError,
     TaskContext,
     TaskError,
 )
@@ -345,8 +344,6 @@ def _describe(exc: BaseException) -> tuple[str, str, bool]:
         return exc.type or "ApplicationError", exc.message, exc.non_retryable
     if isinstance(exc, asyncio.CancelledError):
         return errors.TASK_CANCELLED, "the task was cancelled", True
-    if isinstance(exc, HttpStatusError):
-        return exc.type_name, str(exc), not exc.retryable
     if isinstance(exc, TaskError):
         return exc.type_name, str(exc), exc.non_retryable
     return type(exc).__name__, str(exc) or repr(exc), False

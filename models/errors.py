@@ -26,7 +26,19 @@ EXPRESSION_ERROR = "ExpressionError"
 """A ``transform`` expression is invalid or failed on a record (never retried)."""
 
 HTTP_STATUS_ERROR = "HttpStatusError"
-"""An HTTP task got an error status; 4xx other than 408/429 are not retried."""
+"""An HTTP task got an error status; 4xx other than 408/425/429 are not retried."""
+
+HTTP_TRANSPORT_ERROR = "HttpTransportError"
+"""Connection refused, DNS failure, timeout: retried."""
+
+HTTP_DECODE_ERROR = "HttpDecodeError"
+"""The body is not the JSON the task expected (never retried)."""
+
+SQL_QUERY_ERROR = "SqlQueryError"
+"""The SQL is wrong for the database: syntax, missing table (never retried)."""
+
+SQL_CONNECTION_ERROR = "SqlConnectionError"
+"""The database is unreachable: retried."""
 
 TASK_CANCELLED = "TaskCancelled"
 
@@ -37,5 +49,7 @@ NON_RETRYABLE_TASK_ERRORS = (
     TEMPLATE_ERROR,
     DATA_VALIDATION_ERROR,
     EXPRESSION_ERROR,
+    HTTP_DECODE_ERROR,
+    SQL_QUERY_ERROR,
 )
 """Listed as non-retryable on every task's retry policy."""

@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 
 from activities.pipeline import PipelineActivities
 from activities.storage import Database
-from activities.tasks import default_registry
+from activities.tasks import EngineCache, default_registry
 from models.settings import Settings
 from workflows.pipeline_run import PipelineRun
 
@@ -27,17 +27,24 @@ class MendlineWorker(Worker):
     """A Temporal worker that also closes Mendline's clients when it shuts down."""
 
     def __init__(
-        self, *args: Any, database: Database, http: httpx.AsyncClient, **kwargs: Any
+        self,
+        *args: Any,
+        database: Database,
+        http: httpx.AsyncClient,
+        engines: EngineCache,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.database = database
         self.http = http
+        self.engines = engines
 
     async def shutdown(self) -> None:
         try:
             await super().shutdown()
         finally:
             await self.http.aclose()
+            self.engines.dispose()
             self.database.dispose()
 
 
@@ -56,7 +63,8 @@ def create_worker(
         follow_redirects=True,
         headers={"User-Agent": "Mendline/0.1 (+https://github.com/mendline)"},
     )
-    registry = default_registry()
+    engines = EngineCache()
+    registry = default_registry(engines=engines)
     pipeline = PipelineActivities(settings, database, registry, http)
     activities = [
         pipeline.resolve_pipeline,
@@ -76,6 +84,7 @@ def create_worker(
         max_concurrent_local_activities=settings.max_concurrent_local_activities,
         database=database,
         http=http,
+        engines=engines,
         **kwargs,
     )
 

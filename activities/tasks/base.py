@@ -12,7 +12,7 @@ Errors:
     ├── TaskConfigError       params are wrong for the handler (never retried)
     ├── DataValidationError   a ``validate`` rule failed (never retried)
     ├── ExpressionError       a transform expression is invalid or failed (never retried)
-    └── HttpStatusError       an error status; retried unless a 4xx other than 408/429
+    └── HttpStatusError       an error status; retried unless a 4xx other than 408/425/429
 """
 
 from __future__ import annotations
