@@ -1,0 +1,98 @@
+"""Record the workflow histories replayed by ``tests/test_replay.py``.
+
+Run after an intentional, patched workflow change (never to paper over a replay failure)::
+
+    .venv/bin/python -m tests.support.record_history
+
+Each history comes from a real run on a throw-away dev server with a real worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from models.runs import PipelineRunInput, PipelineRunState
+from models.settings import Settings
+from tests.conftest import search_attribute_keys
+from workers.client import connect
+from workers.server import temporal_binary
+from workers.worker import create_worker
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+PIPELINES: dict[str, dict[str, Any]] = {
+    # Local and regular activities, a retry, templates between tasks, run outputs.
+    "pipeline_run_basic": {
+        "name": "replay-basic",
+        "params": {"n": 3},
+        "tasks": [
+            {"name": "seed", "type": "noop", "params": {"rows": [{"id": 1}, {"id": 2}, {"id": 3}]}},
+            {"name": "nap", "type": "sleep", "params": {"seconds": 0.1}},
+            {
+                "name": "shaky",
+                "type": "fail",
+                "mode": "activity",
+                "params": {"message": "first attempt fails", "succeed_on_attempt": 2},
+                "retry": {"max_attempts": 3, "initial_interval": "100ms"},
+            },
+            {
+                "name": "keep",
+                "type": "transform",
+                "depends_on": ["seed", "shaky"],
+                "params": {
+                    "records": "{{ tasks.seed.output.rows }}",
+                    "steps": [{"filter": "id < 3"}],
+                },
+            },
+        ],
+        "outputs": {"kept": "{{ tasks.keep.output.count }}"},
+    },
+    # A permanent failure: downstream skipped, the run fails.
+    "pipeline_run_failed": {
+        "name": "replay-failed",
+        "tasks": [
+            {"name": "bad", "type": "fail", "params": {"message": "boom", "non_retryable": True}},
+            {"name": "after", "type": "noop", "depends_on": ["bad"]},
+            {"name": "other", "type": "noop"},
+        ],
+    },
+}
+
+
+async def record() -> None:
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()), search_attributes=search_attribute_keys()
+    ) as env:
+        address = env.client.service_client.config.target_host
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(data_dir=Path(tmp), temporal_address=address, task_queue="replay")
+            client = await connect(settings, address=address)
+            async with create_worker(client, settings):
+                for name, pipeline in PIPELINES.items():
+                    wid = f"replay/{name}/{uuid.uuid4().hex[:6]}"
+                    handle = await client.start_workflow(
+                        "PipelineRun",
+                        PipelineRunInput(pipeline=pipeline),
+                        id=wid,
+                        task_queue=settings.task_queue,
+                        result_type=PipelineRunState,
+                    )
+                    with contextlib.suppress(WorkflowFailureError):
+                        await handle.result()
+                    history = await handle.fetch_history()
+                    path = HISTORIES / f"{name}.json"
+                    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+                    print(f"wrote {path} ({len(history.events)} events)")
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
