@@ -112,4 +112,4 @@ def serve(port: Annotated[int, typer.Option(help="Port to listen on.")] = DEMO_P
     """Run only the demo site (the local 'outside world' the examples call) in the foreground."""
     from workers.demo_server import main as demo_main
 
-    demo_main(["--port", str(port)])
+    raise typer.Exit(demo_main(["--port", str(port)]))
