@@ -7,6 +7,7 @@ is an upsert on a natural key, so a retried activity never duplicates a row.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import zlib
@@ -18,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, select
+from sqlalchemy import Engine, Table, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,14 +69,39 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+MIGRATION_LOCK_ID = 0x4D454E44  # "MEND": PostgreSQL advisory lock key for migrations
+
+
 def upgrade_database(engine: Engine, revision: str = "head") -> None:
-    """Apply Alembic migrations up to ``revision`` (idempotent)."""
+    """Apply Alembic migrations up to ``revision`` (idempotent).
+
+    Several workers may start at once on a fresh database: migrations run under a lock
+    (a PostgreSQL advisory lock, a file lock beside a SQLite file) and Alembic re-reads the
+    current revision inside it, so exactly one process migrates and the others find it done.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_ID})
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -100,6 +126,9 @@ def upsert(
     """
     if not values:
         return
+    # A key repeated within one batch: the last row wins on every database (PostgreSQL
+    # would otherwise refuse to update the same row twice in one statement).
+    values = list({tuple(row[k] for k in keys): row for row in values}.values())
     columns = list(values[0])
     update = [c for c in (update if update is not None else columns) if c not in keys]
     bind = conn.get_bind() if isinstance(conn, Session) else conn

@@ -42,6 +42,7 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 TaskMode = Literal["auto", "local", "activity"]
+PARAM_SPEC_KEYS = frozenset({"default", "required", "description"})
 
 
 class RetrySpec(BaseModel):
@@ -97,7 +98,8 @@ class TaskSpec(BaseModel):
         retry: Retry policy of the task's activity.
         timeout: Start-to-close timeout of one attempt.
         heartbeat_timeout: For long tasks: the activity must heartbeat this often. Unset
-            means twice the heartbeat period the runner uses, for tasks longer than a minute.
+            means 30 s (three runner heartbeat periods) for tasks whose timeout exceeds a minute.
+            The runner heartbeats on the task's behalf at a third of this timeout.
         cache: Result cache settings.
         mode: ``local`` runs as a local activity (no server round trip; for short, pure
             tasks), ``activity`` as a regular activity, ``auto`` decides by type and timeout.
@@ -159,12 +161,10 @@ class PipelineSpec(BaseModel):
             return value
         out: dict[str, Any] = {}
         for key, item in value.items():
-            is_spec = isinstance(item, Mapping) and set(item) <= {
-                "default",
-                "required",
-                "description",
-            }
-            out[key] = item if is_spec and item else {"default": item}
+            # A mapping that uses any ParamSpec key is a ParamSpec, so a misspelt key
+            # (`requird`) is reported instead of becoming part of a default value.
+            is_spec = isinstance(item, Mapping) and bool(set(item) & PARAM_SPEC_KEYS)
+            out[key] = item if is_spec else {"default": item}
         return out
 
     def task(self, name: str) -> TaskSpec:
@@ -451,7 +451,8 @@ def topological_order(spec: PipelineSpec) -> list[str]:
     done: set[str] = set()
     pending = [task.name for task in spec.tasks]
     known = {task.name for task in spec.tasks}
-    deps = {task.name: set(task.depends_on) & known for task in spec.tasks}
+    # Unknown and self dependencies are reported by check_pipeline; ignore them here.
+    deps = {task.name: (set(task.depends_on) & known) - {task.name} for task in spec.tasks}
     while pending:
         ready = [name for name in pending if deps[name] <= done]
         if not ready:
@@ -465,7 +466,7 @@ def topological_order(spec: PipelineSpec) -> list[str]:
 
 def _ancestors(spec: PipelineSpec) -> dict[str, set[str]]:
     known = {task.name for task in spec.tasks}
-    deps = {task.name: set(task.depends_on) & known for task in spec.tasks}
+    deps = {task.name: (set(task.depends_on) & known) - {task.name} for task in spec.tasks}
     result: dict[str, set[str]] = {}
     for name in topological_order(spec):
         seen: set[str] = set()

@@ -17,7 +17,52 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedErr
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+MAX_RESULT_ITEMS = 1_000_000
+"""Largest string or list a template operation may build (``'a' * n``, padding filters)."""
+
+MAX_EXPONENT = 10_000
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with data keys winning over dict methods and bounded sizes.
+
+    ``{{ tasks.x.output.json.items }}`` must read the key ``items`` of an API response, not
+    the ``dict.items`` method; and a template must not be able to allocate gigabytes with
+    ``'a' * 10**10`` or ``'x' | center(10**10)`` inside a worker.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_RESULT_ITEMS:
+                    raise SecurityError(
+                        f"'*' would build {len(seq) * count} items (limit {MAX_RESULT_ITEMS})"
+                    )
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is over the limit of {MAX_EXPONENT}")
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded_width(filter_fn: Any) -> Any:
+    def bounded(value: Any, width: int = 80, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int) and width > MAX_RESULT_ITEMS:
+            raise SecurityError(f"width {width} is over the limit of {MAX_RESULT_ITEMS}")
+        return filter_fn(value, width, *args, **kwargs)
+
+    return bounded
+
+
+_ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False)
+for _name in ("center", "indent", "wordwrap", "truncate"):
+    _ENV.filters[_name] = _bounded_width(_ENV.filters[_name])
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
 ROOTS = frozenset({"params", "tasks", "run"})
@@ -50,10 +95,13 @@ def references(text: str) -> set[tuple[str, str | None]]:
     tree = _parse(text)
     found: set[tuple[str, str | None]] = set()
     children: set[int] = set()
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
         target = node.node
-        if isinstance(target, nodes.Name):
+        if isinstance(target, nodes.Name) and target.name in assigned:
+            children.add(id(target))  # a loop or set variable, not a root
+        elif isinstance(target, nodes.Name):
             if isinstance(node, nodes.Getattr):
                 found.add((target.name, node.attr))
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
@@ -61,7 +109,6 @@ def references(text: str) -> set[tuple[str, str | None]]:
             else:
                 found.add((target.name, None))
             children.add(id(target))
-    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name in tree.find_all(nodes.Name):
         if id(name) in children or name.ctx != "load" or name.name in assigned:
             continue
@@ -108,15 +155,40 @@ def _render_string(text: str, context: Mapping[str, Any]) -> Any:
             result = _ENV.compile_expression(whole.group("expr").strip(), undefined_to_none=False)(
                 **context
             )
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
+            _reject_undefined(result)
             return result
-        return _ENV.from_string(text).render(**context)
+        return _render_bounded(text, context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error in {text!r}: {exc.message}") from exc
     except UndefinedError as exc:
         raise TemplateError(f"template {text!r} refers to something undefined: {exc}") from exc
     except SecurityError as exc:
         raise TemplateError(f"template {text!r} tried an unsafe operation: {exc}") from exc
+    except MemoryError as exc:
+        raise TemplateError(f"template {text!r} ran out of memory") from exc
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateError(f"template {text!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _render_bounded(text: str, context: Mapping[str, Any]) -> str:
+    """Render text, failing once the output passes ``MAX_RESULT_ITEMS`` characters."""
+    parts: list[str] = []
+    size = 0
+    for chunk in _ENV.from_string(text).generate(**context):
+        size += len(chunk)
+        if size > MAX_RESULT_ITEMS:
+            raise SecurityError(f"the rendered text passed {MAX_RESULT_ITEMS} characters")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def _reject_undefined(value: Any) -> None:
+    """Raise for an undefined value anywhere in a native result (``[params.missing]``)."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _reject_undefined(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_undefined(item)

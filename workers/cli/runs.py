@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities.storage import Database
@@ -61,8 +62,8 @@ def validate(
     """Check a pipeline file without running it: schema, graph, templates, task types."""
     spec = load_spec_file(pipeline)
     console.print(
-        f"[green]ok[/] {pipeline}: pipeline {spec.name!r} v{spec.version}, {len(spec.tasks)} tasks, "
-        f"params {sorted(spec.params) or '[]'}"
+        f"[green]ok[/] {escape(str(pipeline))}: pipeline {escape(repr(spec.name))} v{spec.version}, {len(spec.tasks)} tasks, "
+        f"params {escape(str(sorted(spec.params)))}"
     )
 
 
@@ -206,9 +207,10 @@ def state(
     async def go() -> PipelineRunState:
         client = await _client()
         try:
-            return await client.get_workflow_handle(workflow_id).query(
+            state: PipelineRunState = await client.get_workflow_handle(workflow_id).query(
                 "state", result_type=PipelineRunState
             )
+            return state
         except RPCError as exc:
             fail(f"cannot query {workflow_id}: {exc.message}")
 
@@ -231,13 +233,14 @@ def cancel(
     async def go() -> CancelRunResult:
         client = await _client()
         try:
-            return await client.get_workflow_handle(workflow_id).execute_update(
+            answer: CancelRunResult = await client.get_workflow_handle(workflow_id).execute_update(
                 "cancel",
                 CancelRunRequest(reason=reason, requested_by=by),
                 result_type=CancelRunResult,
             )
+            return answer
         except WorkflowUpdateFailedError as exc:
-            fail(f"cancel rejected: {exc.cause.message if exc.cause else exc}")
+            fail(f"cancel rejected: {exc.cause or exc}")
         except RPCError as exc:
             fail(f"cannot cancel {workflow_id}: {exc.message}")
 
@@ -245,7 +248,7 @@ def cancel(
     console.print(f"{result.message}: {', '.join(result.cancelled_tasks) or 'no running tasks'}")
 
 
-async def _client() -> Any:
+async def _client() -> Client:
     try:
         return await connect(get_settings())
     except TemporalUnavailableError as exc:
@@ -327,7 +330,8 @@ def runs_show(
         ).all()
     durations: dict[str, list[float]] = {}
     for task, ms in history:
-        durations.setdefault(task, []).append(float(ms))
+        if ms is not None:
+            durations.setdefault(task, []).append(float(ms))
     percentiles = {task: _percentiles(values) for task, values in durations.items()}
     if as_json:
         print_json(
