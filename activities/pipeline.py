@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from activities.tasks.base import (
     TaskContext,
     TaskError,
 )
+from activities.telemetry import TelemetryWriter
 from models import errors
 from models.pipeline import (
     PipelineSpecError,
@@ -42,6 +45,7 @@ from models.runs import (
     RenderOutputsInput,
     ResolvedPipeline,
     ResolvePipelineInput,
+    RunStatus,
     RunTaskInput,
     RunTaskResult,
     TaskOutput,
@@ -64,13 +68,18 @@ class PipelineActivities:
         database: Database,
         registry: HandlerRegistry,
         http: httpx.AsyncClient,
+        telemetry: TelemetryWriter,
         resources: Mapping[str, Any] | None = None,
+        search_attributes: bool = True,
     ) -> None:
         self.settings = settings
         self.db = database
         self.registry = registry
         self.http = http
+        self.telemetry = telemetry
         self.resources = dict(resources or {})
+        self.search_attributes = search_attributes
+        self.worker_name = f"{settings.task_queue}@{socket.gethostname()}:{os.getpid()}"
 
     # --- resolve ---------------------------------------------------------------------------
 
@@ -108,6 +117,7 @@ class PipelineActivities:
             max_parallel=spec.max_parallel or self.settings.max_parallel,
             local_types=self.registry.pure_types(),
             reads=template_reads(spec),
+            search_attributes=self.search_attributes,
         )
 
     def _find_pipeline_file(self, ref: str) -> Path:
@@ -161,11 +171,11 @@ class PipelineActivities:
             "error_message": None,
             "records_in": None,
             "records_out": None,
-            "worker": self.settings.task_queue + "@" + _worker_identity(),
+            "worker": self.worker_name,
         }
         if not info.is_local:
-            # Regular activities may run long and die with their worker: write the start.
-            await asyncio.to_thread(self.db.record_attempt, **attempt_row)
+            # Regular activities may run long and die with their worker: record the start.
+            self.telemetry.record(**attempt_row)
         try:
             result = await self._run_task(request, info.attempt, info.is_local)
         except BaseException as exc:
@@ -178,7 +188,7 @@ class PipelineActivities:
                 error_message=message[:4000],
             )
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.db.record_attempt, **attempt_row)
+                await self._record_end(attempt_row, info.is_local)
             if isinstance(exc, ApplicationError | asyncio.CancelledError) or not isinstance(
                 exc, Exception
             ):
@@ -197,8 +207,16 @@ class PipelineActivities:
             records_in=result.records_in,
             records_out=result.records_out,
         )
-        await asyncio.to_thread(self.db.record_attempt, **attempt_row)
+        await self._record_end(attempt_row, info.is_local)
         return result
+
+    async def _record_end(self, row: dict[str, Any], is_local: bool) -> None:
+        """Record an attempt's end. A regular activity may run on another worker than the
+        one that will record the finished run, so its end is written before it returns;
+        local activities run beside the workflow and are flushed by ``record_run``."""
+        self.telemetry.record(**row)
+        if not is_local:
+            await asyncio.to_thread(self.telemetry.flush)
 
     async def _run_task(self, request: RunTaskInput, attempt: int, is_local: bool) -> RunTaskResult:
         task = request.task
@@ -243,7 +261,8 @@ class PipelineActivities:
             heartbeat=(lambda *d: None) if is_local else activity.heartbeat,
             resources=self.resources,
         )
-        raw = await self._call_handler(handler.run(params, ctx), heartbeat=not is_local)
+        period = None if is_local else _heartbeat_period(activity.info().heartbeat_timeout)
+        raw = await self._call_handler(handler.run(params, ctx), heartbeat_period=period)
         out = raw if isinstance(raw, HandlerOutput) else HandlerOutput(raw)
         records_in = out.records_in if out.records_in is not None else _count_records(params)
         records_out = out.records_out if out.records_out is not None else _count_records(out.value)
@@ -261,13 +280,14 @@ class PipelineActivities:
             output=output, attempt=attempt, records_in=records_in, records_out=records_out
         )
 
-    async def _call_handler(self, work: Any, *, heartbeat: bool) -> Any:
-        if not heartbeat:
+    async def _call_handler(self, work: Any, *, heartbeat_period: float | None) -> Any:
+        """Await the handler; for regular activities, heartbeat on its behalf meanwhile."""
+        if heartbeat_period is None:
             return await work
         job = asyncio.ensure_future(work)
         try:
             while True:
-                done, _ = await asyncio.wait({job}, timeout=HEARTBEAT_PERIOD_SECONDS)
+                done, _ = await asyncio.wait({job}, timeout=heartbeat_period)
                 if done:
                     return job.result()
                 activity.heartbeat()
@@ -305,7 +325,13 @@ class PipelineActivities:
 
     @activity.defn(name="record_run")
     async def record_run(self, request: RecordRunInput) -> None:
-        """Insert or update the run's row in ``pipeline_runs`` (idempotent)."""
+        """Insert or update the run's row in ``pipeline_runs`` (idempotent).
+
+        A finished run is stored after its queued telemetry, so whoever sees the run
+        finished also finds all of its attempts.
+        """
+        if request.state.status != RunStatus.RUNNING:
+            await asyncio.to_thread(self.telemetry.flush)
         await asyncio.to_thread(
             self.db.record_run, request.state, request.workflow_id, request.spec_sha256
         )
@@ -336,6 +362,14 @@ class PipelineActivities:
             ) from exc
         result: dict[str, Any] = json.loads(json.dumps(rendered, default=_json_default))
         return result
+
+
+def _heartbeat_period(heartbeat_timeout: timedelta | None) -> float:
+    """Heartbeat often enough for the task's heartbeat timeout (a third of it), at most every
+    ``HEARTBEAT_PERIOD_SECONDS``."""
+    if heartbeat_timeout is None or heartbeat_timeout.total_seconds() <= 0:
+        return HEARTBEAT_PERIOD_SECONDS
+    return max(0.05, min(HEARTBEAT_PERIOD_SECONDS, heartbeat_timeout.total_seconds() / 3))
 
 
 def _describe(exc: BaseException) -> tuple[str, str, bool]:
@@ -377,10 +411,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     return str(value)
-
-
-def _worker_identity() -> str:
-    import os
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"

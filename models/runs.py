@@ -171,6 +171,8 @@ class ResolvedPipeline(BaseModel):
     local_types: list[str] = Field(default_factory=list)
     reads: dict[str, list[str]] = Field(default_factory=dict)
     """For each task, the upstream tasks whose outputs its templates read."""
+    search_attributes: bool = True
+    """Whether the namespace has Mendline's search attributes (the worker checks at start)."""
 
 
 class RunTaskInput(BaseModel):

@@ -15,7 +15,9 @@ from temporalio.worker import Worker
 from activities.pipeline import PipelineActivities
 from activities.storage import Database
 from activities.tasks import EngineCache, default_registry
+from activities.telemetry import TelemetryWriter
 from models.settings import Settings
+from workers.server import SEARCH_ATTRIBUTES
 from workflows.pipeline_run import PipelineRun
 
 log = logging.getLogger(__name__)
@@ -32,29 +34,82 @@ class MendlineWorker(Worker):
         database: Database,
         http: httpx.AsyncClient,
         engines: EngineCache,
+        telemetry: TelemetryWriter,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.database = database
         self.http = http
         self.engines = engines
+        self.telemetry = telemetry
 
     async def shutdown(self) -> None:
         try:
             await super().shutdown()
         finally:
             await self.http.aclose()
+            self.telemetry.close()
             self.engines.dispose()
             self.database.dispose()
 
 
+async def ensure_search_attributes(client: Client, settings: Settings) -> bool:
+    """Make sure the namespace has Mendline's search attributes; register missing ones.
+
+    Returns False (after a warning) when they cannot be listed or added, e.g. on a
+    cluster where this identity lacks operator rights or on the time-skipping test server;
+    workflows then run without them.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+    from temporalio.service import RPCError
+
+    kinds = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    }
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+        )
+        missing = {
+            name: kinds[kind]
+            for name, kind in SEARCH_ATTRIBUTES.items()
+            if name not in listed.custom_attributes
+        }
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=settings.temporal_namespace, search_attributes=missing
+                )
+            )
+            log.info("registered search attributes %s", ", ".join(sorted(missing)))
+    except RPCError as exc:
+        log.warning(
+            "Mendline's search attributes are not available in namespace %r (%s); runs will "
+            "not be searchable by MendlinePipeline/MendlineRunStatus",
+            settings.temporal_namespace,
+            exc.message,
+        )
+        return False
+    return True
+
+
 def create_worker(
-    client: Client, settings: Settings, *, identity: str | None = None
+    client: Client,
+    settings: Settings,
+    *,
+    identity: str | None = None,
+    search_attributes: bool = True,
 ) -> MendlineWorker:
     """Build a worker polling ``settings.task_queue`` with all of Mendline's workflows.
 
     Applies database migrations first. Use it as ``async with create_worker(...) as w:``
-    or call ``await worker.run()``.
+    or call ``await worker.run()``. ``search_attributes=False`` makes workflows skip
+    setting them (see :func:`ensure_search_attributes`).
     """
     database = Database(settings.resolved_database_url)
     # Temporal owns retries: the HTTP client never retries on its own.
@@ -65,7 +120,10 @@ def create_worker(
     )
     engines = EngineCache()
     registry = default_registry(engines=engines)
-    pipeline = PipelineActivities(settings, database, registry, http)
+    telemetry = TelemetryWriter(database)
+    pipeline = PipelineActivities(
+        settings, database, registry, http, telemetry, search_attributes=search_attributes
+    )
     activities = [
         pipeline.resolve_pipeline,
         pipeline.run_task,
@@ -85,6 +143,7 @@ def create_worker(
         database=database,
         http=http,
         engines=engines,
+        telemetry=telemetry,
         **kwargs,
     )
 
@@ -98,7 +157,8 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             break
-    async with create_worker(client, settings):
+    search_attributes = await ensure_search_attributes(client, settings)
+    async with create_worker(client, settings, search_attributes=search_attributes):
         log.info(
             "worker polling task queue %r at %s",
             settings.task_queue,

@@ -82,6 +82,7 @@ class PipelineRun:
         self._running: dict[str, asyncio.Task[RunTaskResult]] = {}
         self._finished = False
         self._max_attempts: dict[str, int] = {}
+        self._search_attributes = False
 
     @workflow.query(name="state")
     def state(self) -> PipelineRunState:
@@ -150,9 +151,14 @@ class PipelineRun:
                 mode=self._mode(task, resolved),
                 depends_on=list(task.depends_on),
             )
-        workflow.upsert_search_attributes(
-            [PIPELINE_ATTR.value_set(spec.name), RUN_STATUS_ATTR.value_set(RunStatus.RUNNING.value)]
-        )
+        self._search_attributes = resolved.search_attributes
+        if self._search_attributes:
+            workflow.upsert_search_attributes(
+                [
+                    PIPELINE_ATTR.value_set(spec.name),
+                    RUN_STATUS_ATTR.value_set(RunStatus.RUNNING.value),
+                ]
+            )
         await self._record(resolved)
 
         try:
@@ -356,7 +362,8 @@ class PipelineRun:
         self._state.status = status
         self._state.ended_at = workflow.now()
         self._finished = True
-        workflow.upsert_search_attributes([RUN_STATUS_ATTR.value_set(status.value)])
+        if self._search_attributes:
+            workflow.upsert_search_attributes([RUN_STATUS_ATTR.value_set(status.value)])
 
     async def _record(self, resolved: ResolvedPipeline) -> None:
         await workflow.execute_local_activity_method(
