@@ -43,8 +43,11 @@ test-fast: $(STAMP) ## Only the unit tests
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/benchmarks.md)
-	$(BIN)/python bench/orchestration.py
-	$(BIN)/python bench/throughput.py
+	test -x bench/.venv-prefect/bin/python || ($(PYTHON) -m venv bench/.venv-prefect && bench/.venv-prefect/bin/pip install --quiet -r bench/requirements-prefect.txt)
+	$(BIN)/python -m bench.orchestration
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.swde
+	$(BIN)/python -m bench.extract_throughput
 
 clean: ## Remove the virtualenv, caches and local data
 	rm -rf $(VENV) .mendline .mypy_cache .ruff_cache .pytest_cache
