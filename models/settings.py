@@ -32,6 +32,16 @@ class Settings(BaseSettings):
         max_concurrent_activities: Worker slots for regular activities.
         max_concurrent_local_activities: Worker slots for local activities.
         log_level: Python logging level of worker and CLI.
+        allow_private_networks: Let scrapers fetch private, loopback and link-local
+            addresses (off by default: a guard against SSRF). The demo and tests turn it on.
+        allowed_hosts: Hosts or CIDR ranges fetchable even when private networks are not
+            allowed, comma-separated (e.g. ``127.0.0.1,10.1.0.0/16,intranet.example``).
+        user_agent: User-Agent sent by scrapers.
+        fetch_max_bytes: Largest response body a fetch accepts.
+        fetch_timeout: Seconds for one fetch (connect + read).
+        host_rate_limit: Most requests per second to one host, per worker.
+        respect_robots: Honour robots.txt (a source may opt out).
+        chromium_path: Browser used for pages that need rendering (Playwright).
     """
 
     model_config = SettingsConfigDict(env_prefix="MENDLINE_", extra="ignore")
@@ -48,6 +58,14 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = Field(100, ge=1)
     max_concurrent_local_activities: int = Field(200, ge=1)
     log_level: str = "INFO"
+    allow_private_networks: bool = False
+    allowed_hosts: str = ""
+    user_agent: str = "MendlineBot/0.1 (+https://github.com/mendline/mendline)"
+    fetch_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    fetch_timeout: float = Field(20.0, gt=0)
+    host_rate_limit: float = Field(2.0, gt=0)
+    respect_robots: bool = True
+    chromium_path: str = "/usr/bin/chromium"
 
     @property
     def resolved_database_url(self) -> str:

@@ -56,15 +56,54 @@ FX_RATES_EUR = {"EUR": 1.0, "USD": 0.92, "GBP": 1.17}
 
 _KIND_NAMES = {int: "a whole number", float: "a number"}
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_FIRST = ("Ana", "Ben", "Chloe", "Dario", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas",
-          "Kaja", "Luca", "Mila", "Noah", "Olga", "Pavel")
-_LAST = ("Silva", "Meyer", "Dubois", "Rossi", "Novak", "Haddad", "Jensen", "Moreau",
-         "Costa", "Weber", "Kowalski", "Bauer", "Lind", "Ferreira", "Ivanova", "Horvat")
-_PRODUCTS = (("espresso beans 1kg", "coffee", 24.9), ("filter beans 500g", "coffee", 12.5),
-             ("green tea 100g", "tea", 7.9), ("chai blend 250g", "tea", 9.5),
-             ("ceramic mug", "kitchen", 14.0), ("hand grinder", "kitchen", 59.0),
-             ("pour-over kettle", "kitchen", 42.0), ("paper filters x100", "kitchen", 4.5),
-             ("oat milk 1l", "grocery", 2.9), ("dark chocolate 100g", "grocery", 3.5))
+_FIRST = (
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dario",
+    "Eva",
+    "Farid",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kaja",
+    "Luca",
+    "Mila",
+    "Noah",
+    "Olga",
+    "Pavel",
+)
+_LAST = (
+    "Silva",
+    "Meyer",
+    "Dubois",
+    "Rossi",
+    "Novak",
+    "Haddad",
+    "Jensen",
+    "Moreau",
+    "Costa",
+    "Weber",
+    "Kowalski",
+    "Bauer",
+    "Lind",
+    "Ferreira",
+    "Ivanova",
+    "Horvat",
+)
+_PRODUCTS = (
+    ("espresso beans 1kg", "coffee", 24.9),
+    ("filter beans 500g", "coffee", 12.5),
+    ("green tea 100g", "tea", 7.9),
+    ("chai blend 250g", "tea", 9.5),
+    ("ceramic mug", "kitchen", 14.0),
+    ("hand grinder", "kitchen", 59.0),
+    ("pour-over kettle", "kitchen", 42.0),
+    ("paper filters x100", "kitchen", 4.5),
+    ("oat milk 1l", "grocery", 2.9),
+    ("dark chocolate 100g", "grocery", 3.5),
+)
 
 
 class _DemoError(Exception):
@@ -85,13 +124,15 @@ def customers() -> list[dict[str, Any]]:
     result = []
     for index in range(12):
         first, last = _FIRST[index], _LAST[(index * 5) % len(_LAST)]
-        result.append({
-            "customer_id": f"C{index + 1:03d}",
-            "name": f"{first} {last}",
-            "email": f"{first.lower()}.{last.lower()}@example.com",
-            "country": rng.choice(("NL", "DE", "PT", "FR", "IT")),
-            "tier": rng.choice(("basic", "basic", "plus", "pro")),
-        })
+        result.append(
+            {
+                "customer_id": f"C{index + 1:03d}",
+                "name": f"{first} {last}",
+                "email": f"{first.lower()}.{last.lower()}@example.com",
+                "country": rng.choice(("NL", "DE", "PT", "FR", "IT")),
+                "tier": rng.choice(("basic", "basic", "plus", "pro")),
+            }
+        )
     return result
 
 
@@ -152,17 +193,19 @@ def orders(day: str) -> dict[str, Any]:
             email = person["name"].replace(" ", ".") + "@Example.COM"
         currency = rng.choices(tuple(FX_RATES_EUR), (70, 20, 10))[0]
         created = start + timedelta(seconds=rng.randint(0, 86399))
-        result.append({
-            "order_id": f"ORD-{day.replace('-', '')}-{index + 1:04d}",
-            "customer_id": person["customer_id"],
-            "customer": person["name"],
-            "email": email,
-            "amount": amount,
-            "currency": currency,
-            "fx_rate": FX_RATES_EUR[currency],
-            "status": status,
-            "created_at": created.isoformat(),
-        })
+        result.append(
+            {
+                "order_id": f"ORD-{day.replace('-', '')}-{index + 1:04d}",
+                "customer_id": person["customer_id"],
+                "customer": person["name"],
+                "email": email,
+                "amount": amount,
+                "currency": currency,
+                "fx_rate": FX_RATES_EUR[currency],
+                "status": status,
+                "created_at": created.isoformat(),
+            }
+        )
     if rng.random() < 0.5:
         result.insert(rng.randrange(len(result)), dict(rng.choice(result)))
     return {"day": day, "orders": result}
@@ -324,8 +367,12 @@ def _required(query: Mapping[str, str], name: str, example: str) -> str:
 
 
 def _number(
-    query: Mapping[str, str], name: str, kind: type[int] | type[float], default: float,
-    low: float, high: float,
+    query: Mapping[str, str],
+    name: str,
+    kind: type[int] | type[float],
+    default: float,
+    low: float,
+    high: float,
 ) -> Any:
     text = query.get(name)
     if text is None:

@@ -1,0 +1,147 @@
+"""Scout JSON API responses, with or without example values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from models.scraper import Blueprint, BlueprintField, Page, SeedPage
+from scrapers.errors import ExampleNotFoundError, NoRecordsFoundError, ScoutError
+from scrapers.runtime.decode import decode_body
+from scrapers.runtime.jsonpath import compile_path, evaluate, records_at, scalar_text
+from scrapers.scout.jsondata import JsonCandidate, find_record_arrays, flatten, infer_json_fields
+from scrapers.scout.learn import expected_values
+
+
+def looks_like_json(page: Page) -> bool:
+    """True for a JSON content type or a body that starts like JSON."""
+    if page.content_type and "json" in page.content_type.lower():
+        return True
+    return decode_body(page.body).lstrip()[:1] in ("{", "[")
+
+
+def _load(page: Page) -> Any:
+    try:
+        return json.loads(decode_body(page.body))
+    except ValueError as exc:
+        raise ScoutError(f"page {page.url} looks like JSON but does not parse: {exc}") from exc
+
+
+def scout_json(pages: list[Page], examples: list[SeedPage] | None) -> Blueprint:
+    """Blueprint of a ``json`` scraper for API responses.
+
+    Raises:
+        NoRecordsFoundError: No array of objects in the responses.
+        ExampleNotFoundError: An example value is in no record.
+    """
+    documents = [_load(page) for page in pages]
+    candidates = [
+        item
+        for item in find_record_arrays(documents[0])
+        if all(records_at(evaluate(compile_path(item.path), doc)) for doc in documents[1:])
+    ]
+    if not candidates:
+        raise NoRecordsFoundError(["JSON: no array of objects present in every response"])
+    if examples:
+        return _learn(pages, documents, candidates, examples)
+    best = candidates[0]
+    fields, key = infer_json_fields(best.records)
+    return _blueprint(best, fields, key, documents, [f"records at {best.path}"])
+
+
+def _blueprint(
+    candidate: JsonCandidate,
+    fields: list[BlueprintField],
+    key: str | None,
+    documents: list[Any],
+    notes: list[str],
+) -> Blueprint:
+    steps = compile_path(candidate.path)
+    return Blueprint(
+        kind="json",
+        container=candidate.path,
+        fields=fields,
+        key_field=key,
+        record_counts=[len(records_at(evaluate(steps, doc))) for doc in documents],
+        confidence=0.8,
+        notes=notes,
+    )
+
+
+def _learn(
+    pages: list[Page],
+    documents: list[Any],
+    candidates: list[JsonCandidate],
+    examples: list[SeedPage],
+) -> Blueprint:
+    by_url = {page.url: [doc] for page, doc in zip(pages, documents, strict=True)}
+    candidate, fields, key = learn_json_fields(candidates, by_url, examples)
+    return _blueprint(
+        candidate, fields, key, documents, [f"records at {candidate.path}, fields from examples"]
+    )
+
+
+def learn_json_fields(
+    candidates: list[JsonCandidate], by_url: dict[str, list[Any]], examples: list[SeedPage]
+) -> tuple[JsonCandidate, list[BlueprintField], str | None]:
+    """The first record array whose records hold every example value, with field paths.
+
+    Args:
+        candidates: Record arrays, best first.
+        by_url: The JSON documents of each page.
+        examples: The seed pages.
+
+    Raises:
+        ExampleNotFoundError: A value is in no record of any candidate.
+    """
+    missing: ExampleNotFoundError | None = None
+    for candidate in candidates:
+        steps = compile_path(candidate.path)
+        fields: dict[str, BlueprintField] = {}
+        try:
+            for seed in examples:
+                records = [
+                    record
+                    for doc in by_url.get(seed.url, [])
+                    for record in records_at(evaluate(steps, doc))
+                ]
+                rows = [flatten(record) for record in records]
+                for wanted in seed.example_records():
+                    for name, value in wanted.items():
+                        path = _path_of(rows, expected_values(value))
+                        if path is None:
+                            raise ExampleNotFoundError(name, str(value), seed.url)
+                        fields.setdefault(
+                            name,
+                            BlueprintField(
+                                name=name,
+                                selector=path,
+                                multiple=isinstance(value, list),
+                                source="example (json key)",
+                                confidence=0.9,
+                            ),
+                        )
+        except ExampleNotFoundError as exc:
+            missing = missing or exc
+            continue
+        inferred, key = infer_json_fields(candidate.records)
+        types = {item.selector: item.type for item in inferred}
+        key_path = next((item.selector for item in inferred if item.name == key), None)
+        learned = [
+            item.model_copy(update={"type": types.get(item.selector, "text")})
+            for item in fields.values()
+        ]
+        key_name = next((item.name for item in learned if item.selector == key_path), None)
+        return candidate, learned, key_name
+    if missing is not None:
+        raise missing
+    raise NoRecordsFoundError(["JSON: no record array holds the example values"])
+
+
+def _path_of(rows: list[dict[str, list[Any]]], values: list[str]) -> str | None:
+    for row in rows:
+        for path, found in row.items():
+            texts = [" ".join((scalar_text(item) or "").split()) for item in found]
+            if texts == values or (len(values) == 1 and values[0] in texts[:1]):
+                return path
+    return None
