@@ -75,7 +75,13 @@ def test_orders_have_the_documented_shape(api: httpx.Client) -> None:
         assert 20 <= len(orders) <= 41
         for order in orders:
             assert set(order) >= {
-                "order_id", "customer", "email", "amount", "currency", "status", "created_at"
+                "order_id",
+                "customer",
+                "email",
+                "amount",
+                "currency",
+                "status",
+                "created_at",
             }
             assert order["order_id"].startswith("ORD-" + day.replace("-", ""))
             assert order["created_at"].startswith(day)
@@ -141,7 +147,9 @@ def test_flaky_fails_exactly_n_times_per_key(api: httpx.Client) -> None:
 
     assert statuses == [503, 503, 200, 200]
     assert api.get("/flaky", params={"key": key, "fail": 2}).json() == {
-        "ok": True, "key": key, "attempts": 5
+        "ok": True,
+        "key": key,
+        "attempts": 5,
     }
     assert first_of_other.status_code == 503
 
@@ -223,7 +231,9 @@ def test_module_runs_in_the_foreground_until_stopped(stop: signal.Signals) -> No
     port = _free_port()
     with subprocess.Popen(
         [sys.executable, "-m", "workers.demo_server", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             deadline = time.monotonic() + 10
@@ -251,7 +261,9 @@ def test_module_reports_a_taken_port() -> None:
         port = taken.url.rsplit(":", 1)[1]
         result = subprocess.run(
             [sys.executable, "-m", "workers.demo_server", "--port", port],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
 
     assert result.returncode == 1
@@ -285,7 +297,9 @@ def test_example_is_a_valid_pipeline_for_the_demo_server(path: Path) -> None:
 
 def _request(http: httpx.Client, params: dict[str, Any]) -> httpx.Response:
     return http.request(
-        params.get("method", "GET"), params["url"], params=params.get("query"),
+        params.get("method", "GET"),
+        params["url"],
+        params=params.get("query"),
         headers=params.get("headers"),
     )
 
@@ -361,7 +375,11 @@ def _loaded_records(settings: Settings, table: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 async def test_orders_example_loads_exactly_the_clean_orders(
-    client: Client, worker: Any, settings: Settings, workflow_id: str, demo: DemoServer,
+    client: Client,
+    worker: Any,
+    settings: Settings,
+    workflow_id: str,
+    demo: DemoServer,
     api: httpx.Client,
 ) -> None:
     day = "2026-11-20"
@@ -389,7 +407,11 @@ async def test_orders_example_loads_exactly_the_clean_orders(
 
 @pytest.mark.slow
 async def test_fanout_example_joins_every_branch(
-    client: Client, worker: Any, settings: Settings, workflow_id: str, demo: DemoServer,
+    client: Client,
+    worker: Any,
+    settings: Settings,
+    workflow_id: str,
+    demo: DemoServer,
     api: httpx.Client,
 ) -> None:
     def in_stock(warehouse: str) -> int:
@@ -409,7 +431,8 @@ async def test_fanout_example_joins_every_branch(
     assert join.started_at is not None
     assert all(
         t.ended_at is not None and t.ended_at <= join.started_at
-        for name, t in state.tasks.items() if name != "join"
+        for name, t in state.tasks.items()
+        if name != "join"
     )
 
 

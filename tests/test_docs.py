@@ -20,4 +20,6 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`(MENDLINE_[A-Z_]+)`", readme))
     fields = {f"MENDLINE_{name.upper()}" for name in Settings.model_fields}
-    assert fields <= documented, f"settings missing from the README table: {sorted(fields - documented)}"
+    assert fields <= documented, (
+        f"settings missing from the README table: {sorted(fields - documented)}"
+    )
