@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
+import models.db_sources  # noqa: F401  (registers the sources tables on Base.metadata)
 from models.db import PipelineRunRow, TaskAttemptRow, TaskCacheRow, TaskOutputRow
 from models.runs import PipelineRunState
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import models.db_sources  # noqa: F401  (its tables live on the same Base)
 from models.db import Base
 
 config = context.config
