@@ -11,6 +11,7 @@ warehouse) and a few misbehaving endpoints that exercise retries and timeouts::
     GET /flaky?key=K&fail=N          503 for the first N requests with key K, then 200
     GET /slow?seconds=S              answers after S seconds (at most MAX_SLOW_SECONDS)
     GET /status/CODE                 answers with that status (200-599)
+    GET|POST /sites/...              demo websites in two layouts (see workers.demo_sites)
 
 Run it in the foreground with ``python -m workers.demo_server --port 8765`` or embed it::
 
@@ -39,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from workers.demo_sites import DemoSites
 
 log = logging.getLogger("mendline.demo_server")
 
@@ -248,6 +251,7 @@ class _FlakyCounter:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     flaky: _FlakyCounter
+    sites: DemoSites
 
 
 Response = tuple[HTTPStatus | int, Any]
@@ -258,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "MendlineDemo/1"
 
     def do_GET(self) -> None:
+        if self._is_site():
+            return self._site()
         parts = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         path = parts.path.rstrip("/") or "/"
@@ -277,10 +283,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body)
 
     def _refuse_method(self) -> None:
+        if self._is_site():
+            return self._site()
         message = f"{self.command} is not supported; the demo API is read-only, use GET"
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, {"error": message})
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _refuse_method
+
+    def _is_site(self) -> bool:
+        path = urlsplit(self.path).path
+        return path == "/sites" or path.startswith("/sites/")
+
+    def _site(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        answer = self.server.sites.handle(self.command, self.path, body, host)
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.send_header("Cache-Control", "no-store")  # a redesign must show up at once
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
 
     def _send(self, status: HTTPStatus | int, body: Any) -> None:
         # 1xx, 204 and 304 must not carry a body.
@@ -484,6 +510,7 @@ class DemoServer:
     def _bind(host: str, port: int) -> _Server:
         httpd = _Server((host, port), _Handler)
         httpd.flaky = _FlakyCounter()
+        httpd.sites = DemoSites()
         return httpd
 
 
