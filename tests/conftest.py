@@ -64,6 +64,9 @@ def settings(tmp_path: Path, temporal_address: str) -> Settings:
         data_dir=tmp_path / "data",
         temporal_address=temporal_address,
         task_queue=f"test-{uuid.uuid4().hex[:12]}",
+        # Every site the tests scrape is a local server on 127.0.0.1.
+        allow_private_networks=True,
+        host_rate_limit=1000.0,
     )
 
 

@@ -476,9 +476,9 @@ def test_db_upgrade_and_current(db_env: str) -> None:
     for _ in range(2):  # upgrading an up-to-date database is a no-op
         upgraded = mendline("db", "upgrade")
         assert_clean_exit(upgraded, 0)
-        assert upgraded.stdout.strip() == f"database {shown} at revision 0001"
+        assert upgraded.stdout.strip() == f"database {shown} at revision {HEAD_REVISION}"
     after = mendline("db", "current")
-    assert after.stdout.strip() == f"{shown}: revision 0001"
+    assert after.stdout.strip() == f"{shown}: revision {HEAD_REVISION}"
 
 
 def test_tasks_lists_the_builtin_types(env: dict[str, str]) -> None:
@@ -487,6 +487,22 @@ def test_tasks_lists_the_builtin_types(env: dict[str, str]) -> None:
     listed = {row[0]: row[1] for row in table_rows(result.stdout)}
     assert set(BUILTIN_TYPES) <= set(listed)
     assert (listed["noop"], listed["http"]) == ("local", "activity")
+
+
+def _head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from activities.storage import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+HEAD_REVISION = _head_revision()
 
 
 COMMANDS = [
@@ -510,6 +526,21 @@ COMMANDS = [
     ("db", "current"),
     ("demo",),
     ("demo", "serve"),
+    ("scout",),
+    ("extract",),
+    ("source",),
+    ("source", "add"),
+    ("source", "run"),
+    ("source", "list"),
+    ("source", "show"),
+    ("source", "records"),
+    ("source", "export"),
+    ("source", "remove"),
+    ("approvals",),
+    ("approvals", "list"),
+    ("approvals", "show"),
+    ("approvals", "approve"),
+    ("approvals", "reject"),
 ]
 
 

@@ -12,17 +12,21 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.fetch import Fetcher
 from activities.pipeline import PipelineActivities
+from activities.sources import SourceActivities
+from activities.sources_store import SourceStore
 from activities.storage import Database
 from activities.tasks import EngineCache, default_registry
 from activities.telemetry import TelemetryWriter
 from models.settings import Settings
 from workers.server import SEARCH_ATTRIBUTES
 from workflows.pipeline_run import PipelineRun
+from workflows.sources import SourceOnboarding, SourceRun
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: Sequence[type] = (PipelineRun,)
+WORKFLOWS: Sequence[type] = (PipelineRun, SourceOnboarding, SourceRun)
 
 
 class MendlineWorker(Worker):
@@ -35,9 +39,11 @@ class MendlineWorker(Worker):
         http: httpx.AsyncClient,
         engines: EngineCache,
         telemetry: TelemetryWriter,
+        fetcher: Fetcher,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.fetcher = fetcher
         self.database = database
         self.http = http
         self.engines = engines
@@ -48,6 +54,7 @@ class MendlineWorker(Worker):
             await super().shutdown()
         finally:
             await self.http.aclose()
+            await self.fetcher.aclose()
             self.telemetry.close()
             self.engines.dispose()
             self.database.dispose()
@@ -121,14 +128,33 @@ def create_worker(
     engines = EngineCache()
     registry = default_registry(engines=engines)
     telemetry = TelemetryWriter(database)
+    fetcher = Fetcher(settings)
+    sources = SourceActivities(
+        settings, SourceStore(database), fetcher, search_attributes=search_attributes
+    )
     pipeline = PipelineActivities(
-        settings, database, registry, http, telemetry, search_attributes=search_attributes
+        settings,
+        database,
+        registry,
+        http,
+        telemetry,
+        resources={"sources": sources},
+        search_attributes=search_attributes,
     )
     activities = [
         pipeline.resolve_pipeline,
         pipeline.run_task,
         pipeline.record_run,
         pipeline.render_outputs,
+        sources.register_source,
+        sources.fetch_pages,
+        sources.scout_source,
+        sources.build_scraper,
+        sources.validate_scraper,
+        sources.decide_promotion,
+        sources.promote_scraper,
+        sources.fail_onboarding,
+        sources.scrape_source,
     ]
     kwargs: dict[str, Any] = {}
     if identity:
@@ -144,6 +170,7 @@ def create_worker(
         http=http,
         engines=engines,
         telemetry=telemetry,
+        fetcher=fetcher,
         **kwargs,
     )
 

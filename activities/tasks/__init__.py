@@ -12,6 +12,7 @@ Built-in task types:
 ``transform`` select, rename, filter, derive, cast, sort, dedupe, limit records
 ``validate``  data-quality rules over records; fail or warn
 ``load``      idempotent upsert of records into a table by key
+``scrape``    run a source's active scraper; its records
 ============  ======================================================================
 
 More types come from installed packages through the ``mendline.tasks`` entry points (see
@@ -41,6 +42,7 @@ from activities.tasks.http import (
 )
 from activities.tasks.load import LoadHandler
 from activities.tasks.python import PythonHandler
+from activities.tasks.scrape import ScrapeHandler
 from activities.tasks.sql import EngineCache, SqlConnectionError, SqlHandler, SqlQueryError
 from activities.tasks.transform import TransformHandler
 from activities.tasks.validate import ValidateHandler
@@ -61,6 +63,7 @@ __all__ = [
     "NoopHandler",
     "PythonHandler",
     "ResponseTooLargeError",
+    "ScrapeHandler",
     "SleepHandler",
     "SqlConnectionError",
     "SqlHandler",
@@ -95,6 +98,7 @@ def builtin_handlers(engines: EngineCache | None = None) -> list[TaskHandler]:
         TransformHandler(),
         ValidateHandler(),
         LoadHandler(engines),
+        ScrapeHandler(),
     ]
 
 

@@ -112,7 +112,10 @@ def compile_spec(spec: Mapping[str, Any]) -> Plan:
         raise SpecError("the spec has no fields")
     pagination = spec.get("pagination")
     if pagination and pagination.get("selector"):
-        check_selector(pagination["selector"])
+        if is_json:
+            compile_path(str(pagination["selector"]))  # a JSON path to the next page's URL
+        else:
+            check_selector(pagination["selector"])
     return Plan(
         kind=str(kind),
         container=container,
@@ -321,7 +324,7 @@ def next_page_url(plan: Plan, document: str | bytes, url: str, pages_done: int) 
     if kind == "page-param":
         return _with_page_param(url, pagination)
     if plan.kind == "json":
-        return None
+        return _json_next_url(pagination, document, url)
     tree = parse_html(decode_body(document), url)
     selector = pagination.get("selector") if kind == "next-selector" else None
     selector = selector or 'link[rel~="next"][href], a[rel~="next"][href]'
@@ -331,6 +334,22 @@ def next_page_url(plan: Plan, document: str | bytes, url: str, pages_done: int) 
         return None
     target = urljoin(base_url(tree, url), href.strip())
     return None if target == url else target
+
+
+def _json_next_url(pagination: Mapping[str, Any], document: str | bytes, url: str) -> str | None:
+    """The next page of a JSON API: a URL found at the spec's JSON path (``$.links.next``)."""
+    selector = pagination.get("selector") if pagination.get("kind") == "next-selector" else None
+    if not selector:
+        return None
+    try:
+        data = json.loads(decode_body(document))
+    except ValueError:
+        return None
+    for found in evaluate(compile_path(str(selector)), data):
+        if isinstance(found, str) and found.strip():
+            target = urljoin(url, found.strip())
+            return None if target == url else target
+    return None
 
 
 def _with_page_param(url: str, pagination: Mapping[str, Any]) -> str:

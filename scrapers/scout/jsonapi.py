@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from models.scraper import Blueprint, BlueprintField, Page, SeedPage
+from models.scraper import Blueprint, BlueprintField, Page, PaginationSpec, SeedPage
 from scrapers.errors import ExampleNotFoundError, NoRecordsFoundError, ScoutError
 from scrapers.runtime.decode import decode_body
 from scrapers.runtime.jsonpath import compile_path, evaluate, records_at, scalar_text
@@ -57,15 +57,51 @@ def _blueprint(
     notes: list[str],
 ) -> Blueprint:
     steps = compile_path(candidate.path)
+    pagination = json_next_link(documents[0])
+    if pagination is not None:
+        notes = [*notes, f"next page URL at {pagination.selector}"]
     return Blueprint(
         kind="json",
         container=candidate.path,
         fields=fields,
         key_field=key,
+        pagination=pagination,
         record_counts=[len(records_at(evaluate(steps, doc))) for doc in documents],
         confidence=0.8,
         notes=notes,
     )
+
+
+NEXT_KEYS = ("next", "next_url", "nextUrl", "next_page", "nextPage", "next_link", "nextLink")
+"""Keys that hold the URL of the next page in common API envelopes."""
+ENVELOPES = ("links", "_links", "paging", "pagination", "meta", "page_info", "pageInfo")
+
+
+def json_next_link(document: Any) -> PaginationSpec | None:
+    """A ``next-selector`` pagination when the response names the next page's URL.
+
+    Looks at the top level and in the usual envelopes (``links.next``,
+    ``_links.next.href``, ``paging.next`` ...); the value must be a URL or path.
+    """
+    if not isinstance(document, dict):
+        return None
+    places: list[tuple[str, dict[str, Any]]] = [("$", document)]
+    places += [
+        (f"$.{name}", document[name]) for name in ENVELOPES if isinstance(document.get(name), dict)
+    ]
+    for prefix, place in places:
+        for key in NEXT_KEYS:
+            value = place.get(key)
+            if isinstance(value, dict) and isinstance(value.get("href"), str):
+                return PaginationSpec(kind="next-selector", selector=f"{prefix}.{key}.href")
+            if isinstance(value, str) and _looks_like_url(value):
+                return PaginationSpec(kind="next-selector", selector=f"{prefix}.{key}")
+    return None
+
+
+def _looks_like_url(value: str) -> bool:
+    text = value.strip()
+    return text.startswith(("http://", "https://", "/", "?"))
 
 
 def _learn(

@@ -103,6 +103,7 @@ def test_registry_has_every_builtin() -> None:
         "load",
         "noop",
         "python",
+        "scrape",
         "sleep",
         "sql",
         "transform",

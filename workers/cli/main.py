@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from workers.cli import demo, ops, runs
+from workers.cli import approvals, demo, ops, runs, sources
 
 app = typer.Typer(
     name="mendline",
@@ -27,6 +27,10 @@ app.command()(runs.validate)
 app.command()(runs.run)
 app.command()(runs.state)
 app.command()(runs.cancel)
+app.command()(sources.scout)
+app.command()(sources.extract)
+app.add_typer(sources.source_app, name="source")
+app.add_typer(approvals.approvals_app, name="approvals")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.telemetry_app, name="telemetry")
 app.add_typer(ops.db_app, name="db")

@@ -112,8 +112,11 @@ def up(
             embedded.stop()
 
 
-def start_background(settings: Settings) -> None:
-    """Start (or find running) the embedded server and a worker as background processes."""
+def start_background(settings: Settings, worker_env: dict[str, str] | None = None) -> None:
+    """Start (or find running) the embedded server and a worker as background processes.
+
+    ``worker_env`` adds environment variables for a worker started here.
+    """
     data_dir = settings.data_dir
     if settings.embedded:
         running = processes.find(data_dir, "temporal")
@@ -137,7 +140,7 @@ def start_background(settings: Settings) -> None:
     worker_proc = processes.find(data_dir, "worker")
     if worker_proc is None:
         worker_proc = processes.start(
-            data_dir, "worker", [sys.executable, "-m", "workers.cli.main", "worker"]
+            data_dir, "worker", [sys.executable, "-m", "workers.cli.main", "worker"], env=worker_env
         )
         console.print(f"started worker (pid {worker_proc.pid}, log {worker_proc.log})")
     else:
