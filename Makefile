@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up down test test-fast lint typecheck bench clean
+.PHONY: help install browser demo up down test test-fast lint typecheck bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Mendline with its dev tools
 
-demo: $(STAMP) ## Start the embedded Temporal server + worker + demo site and run the examples
+browser: ## Install Debian's Chromium for pages that need rendering (skipped when present)
+	@command -v chromium >/dev/null 2>&1 || test -x "$${MENDLINE_CHROMIUM_PATH:-/usr/bin/chromium}" || \
+	  (echo "installing chromium (apt)…" && apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  echo "warning: could not install chromium; script-built pages cannot be rendered (apt-get install chromium)"
+
+demo: $(STAMP) browser ## Start the embedded Temporal server + worker + demo sites and run the examples
 	$(BIN)/mendline demo
 
 up: $(STAMP) ## Run the embedded Temporal server and a worker in the foreground
@@ -34,7 +39,7 @@ lint: $(STAMP) ## ruff + mypy --strict
 
 typecheck: lint
 
-test: $(STAMP) ## Lint, type-check and run the whole test suite
+test: $(STAMP) browser ## Lint, type-check and run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
