@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -25,16 +30,24 @@ from models.settings import Settings
 from workers.worker import MendlineWorker
 
 
+async def start_run(
+    client: Client, settings: Settings, workflow_id: str, run_input: PipelineRunInput
+) -> WorkflowHandle[Any, PipelineRunState]:
+    return await client.start_workflow(
+        "PipelineRun",
+        run_input,
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        result_type=PipelineRunState,
+    )
+
+
 async def run_pipeline(
     client: Client, settings: Settings, workflow_id: str, pipeline: dict[str, Any], **kwargs: Any
 ) -> PipelineRunState:
     """Run to the end; return the final state whether the run succeeded or failed."""
-    handle = await client.start_workflow(
-        "PipelineRun",
-        PipelineRunInput(pipeline=pipeline, **kwargs),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=PipelineRunState,
+    handle = await start_run(
+        client, settings, workflow_id, PipelineRunInput(pipeline=pipeline, **kwargs)
     )
     try:
         return await handle.result()
@@ -160,13 +173,7 @@ async def test_permanent_failure_fails_run_and_skips_downstream_only(
             {"name": "after_independent", "type": "noop", "depends_on": ["independent"]},
         ],
     }
-    handle = await client.start_workflow(
-        "PipelineRun",
-        PipelineRunInput(pipeline=pipeline),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=PipelineRunState,
-    )
+    handle = await start_run(client, settings, workflow_id, PipelineRunInput(pipeline=pipeline))
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()
     cause = caught.value.cause
@@ -207,12 +214,8 @@ async def test_timeout_is_retried_then_reported(
 async def test_unknown_pipeline_ref_fails_with_a_clear_error(
     client: Client, settings: Settings, worker: MendlineWorker, workflow_id: str
 ) -> None:
-    handle = await client.start_workflow(
-        "PipelineRun",
-        PipelineRunInput(pipeline_ref="no/such/pipeline.yaml"),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=PipelineRunState,
+    handle = await start_run(
+        client, settings, workflow_id, PipelineRunInput(pipeline_ref="no/such/pipeline.yaml")
     )
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()
@@ -232,13 +235,7 @@ async def test_invalid_inline_spec_lists_every_problem(
             {"name": "b", "type": "noop", "depends_on": ["c"]},
         ],
     }
-    handle = await client.start_workflow(
-        "PipelineRun",
-        PipelineRunInput(pipeline=pipeline),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=PipelineRunState,
-    )
+    handle = await start_run(client, settings, workflow_id, PipelineRunInput(pipeline=pipeline))
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()
     cause = caught.value.cause
@@ -317,13 +314,7 @@ async def test_cancel_update_stops_the_run(
             {"name": "after", "type": "noop", "depends_on": ["long"]},
         ],
     }
-    handle = await client.start_workflow(
-        "PipelineRun",
-        PipelineRunInput(pipeline=pipeline),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=PipelineRunState,
-    )
+    handle = await start_run(client, settings, workflow_id, PipelineRunInput(pipeline=pipeline))
     for _ in range(50):
         state = await handle.query("state", result_type=PipelineRunState)
         if state.tasks.get("long") and state.tasks["long"].status == TaskStatus.RUNNING:
@@ -353,13 +344,7 @@ async def test_second_cancel_is_rejected_by_the_validator(
         "name": "cancel-twice",
         "tasks": [{"name": "long", "type": "sleep", "params": {"seconds": 60}, "timeout": "2m"}],
     }
-    handle = await client.start_workflow(
-        "PipelineRun",
-        PipelineRunInput(pipeline=pipeline),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=PipelineRunState,
-    )
+    handle = await start_run(client, settings, workflow_id, PipelineRunInput(pipeline=pipeline))
     await handle.execute_update("cancel", CancelRunRequest(), result_type=CancelRunResult)
     try:
         await handle.execute_update("cancel", CancelRunRequest(), result_type=CancelRunResult)

@@ -164,7 +164,7 @@ class StaticClient:
             if status >= 400:
                 # Only the start of an error page is kept: enough to explain the failure,
                 # and a huge error page still surfaces as its status, not as too large.
-                return status, reason, headers, await _read_start(response, ERROR_BODY_BYTES)
+                return status, reason, headers, await read_start(response, ERROR_BODY_BYTES)
             if check_type:
                 check_readable(url, headers.get("content-type"))
             declared = headers.get("content-length", "")
@@ -198,7 +198,7 @@ class StaticClient:
         await self._client.aclose()
 
 
-async def _read_start(response: httpx.Response, limit: int) -> bytes:
+async def read_start(response: httpx.Response, limit: int) -> bytes:
     """Up to ``limit`` bytes of the body; the rest is never downloaded."""
     chunks: list[bytes] = []
     size = 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from activities.fetch.static import read_start
 from activities.tasks.base import (
     HandlerOutput,
     HttpStatusError,
@@ -172,18 +173,6 @@ def _status_ok(request: HttpRequest, status: int) -> bool:
     return status < 400
 
 
-async def _read_start(response: httpx.Response, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the body; the rest is never downloaded."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
-
-
 def _is_json_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
@@ -307,7 +296,7 @@ class HttpHandler(TaskHandler):
             if not _status_ok(request, response.status_code):
                 # Only the start of an error body is reported; a huge error page must still
                 # surface as its status (maybe retryable), not as a too-large body.
-                return response, await _read_start(response, ERROR_BODY_CHARS * 4)
+                return response, await read_start(response, ERROR_BODY_CHARS * 4)
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > request.max_bytes:
                 raise self._too_large(request, f"declares {int(declared):,} bytes")
