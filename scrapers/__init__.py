@@ -30,6 +30,7 @@ from scrapers.errors import (
 )
 from scrapers.extract import extract_records, next_page
 from scrapers.render import render_module
+from scrapers.repair import RepairFailedError, RepairResult, repair_spec
 from scrapers.runtime.decode import decode_body
 from scrapers.sandbox import SandboxLimits, extract_isolated
 from scrapers.scout import build_spec, scout
@@ -39,6 +40,8 @@ __all__ = [
     "DocumentError",
     "ExampleNotFoundError",
     "NoRecordsFoundError",
+    "RepairFailedError",
+    "RepairResult",
     "SandboxError",
     "SandboxLimits",
     "ScoutError",
@@ -51,6 +54,7 @@ __all__ = [
     "extract_records",
     "next_page",
     "render_module",
+    "repair_spec",
     "scout",
     "validate_spec",
 ]
