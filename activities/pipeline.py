@@ -24,6 +24,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeat_while
 from activities.storage import Database, utcnow
 from activities.tasks.base import (
     HandlerOutput,
@@ -284,18 +285,7 @@ class PipelineActivities:
         """Await the handler; for regular activities, heartbeat on its behalf meanwhile."""
         if heartbeat_period is None:
             return await work
-        job = asyncio.ensure_future(work)
-        try:
-            while True:
-                done, _ = await asyncio.wait({job}, timeout=heartbeat_period)
-                if done:
-                    return job.result()
-                activity.heartbeat()
-        finally:
-            if not job.done():
-                job.cancel()
-                with contextlib.suppress(BaseException):
-                    await job
+        return await heartbeat_while(work, heartbeat_period)
 
     async def _store_output(self, value: Any) -> TaskOutput:
         try:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 import scrapers
 from activities.fetch import FetchedPage, Fetcher, looks_script_built
 from activities.fetch.errors import FetchError
+from activities.heartbeat import heartbeating
 from activities.sources_store import SourceStore, SourceStoreError
 from activities.storage import utcnow
 from models.scraper import Page, ScraperSpec, ValidationReport
@@ -95,6 +96,7 @@ class SourceActivities:
         return RegisterResult(search_attributes=self.search_attributes)
 
     @activity.defn(name="fetch_pages")
+    @heartbeating
     async def fetch_pages(self, request: FetchPagesRequest) -> list[PageRef]:
         """Fetch each URL (rendering with the browser when asked) and store it in bronze."""
         refs = []
@@ -107,6 +109,7 @@ class SourceActivities:
         return refs
 
     @activity.defn(name="scout_source")
+    @heartbeating
     async def scout_source(self, request: ScoutRequest) -> ScoutResult:
         """Infer the data's structure from the fetched pages (and examples, if any).
 
@@ -133,6 +136,7 @@ class SourceActivities:
         return ScoutResult(blueprint=blueprint)
 
     @activity.defn(name="build_scraper")
+    @heartbeating
     async def build_scraper(self, request: BuildRequest) -> ScraperVersionInfo:
         """Turn the blueprint into a versioned spec plus its readable module (idempotent)."""
         spec = scrapers.build_spec(request.blueprint, name=request.source)
@@ -162,6 +166,7 @@ class SourceActivities:
         )
 
     @activity.defn(name="validate_scraper")
+    @heartbeating
     async def validate_scraper(self, request: ValidateRequest) -> ValidationReport:
         """Run a candidate in staging: fresh pages, sandboxed extraction, expectations, and
         no regression against the active version."""
@@ -249,6 +254,7 @@ class SourceActivities:
     # --- scrape runs ----------------------------------------------------------------------
 
     @activity.defn(name="scrape_source")
+    @heartbeating
     async def scrape_source(self, request: ScrapeRequest) -> ScrapeStats:
         """Fetch the source's pages (following pagination), extract with the active scraper,
         store bronze and upsert silver. Idempotent: a retry adds no duplicate record."""

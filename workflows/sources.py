@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.sources import FailOnboardingInput, SourceActivities
     from models.approvals import ApprovalRequest
+    from models.scraper import ValidationReport
     from models.sources import (
         BuildRequest,
         FetchPagesRequest,
@@ -66,7 +67,10 @@ FETCH_RETRY = RetryPolicy(
 STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=PERMANENT_SOURCE_ERRORS)
 FETCH_TIMEOUT = timedelta(minutes=3)
 STEP_TIMEOUT = timedelta(minutes=2)
+QUICK_TIMEOUT = timedelta(seconds=30)
 SCRAPE_TIMEOUT = timedelta(minutes=15)
+HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+"""Long steps heartbeat every 3 s (activities/heartbeat.py): a dead worker is noticed in 15 s."""
 APPROVAL_TIMEOUT_SECONDS = 7 * 86400.0
 
 
@@ -105,7 +109,7 @@ class SourceOnboarding(ApprovalHandlers):
         registered = await workflow.execute_activity_method(
             SourceActivities.register_source,
             config,
-            start_to_close_timeout=STEP_TIMEOUT,
+            start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=STEP_RETRY,
             summary="register source",
         )
@@ -142,6 +146,7 @@ class SourceOnboarding(ApprovalHandlers):
                 max_pages=config.max_pages,
             ),
             start_to_close_timeout=STEP_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=STEP_RETRY,
             summary="build scraper",
         )
@@ -151,17 +156,19 @@ class SourceOnboarding(ApprovalHandlers):
         validate = ValidateRequest(
             source=config.name, version=version.version, respect_robots=config.respect_robots
         )
-        state.report = await workflow.execute_activity_method(
+        report: ValidationReport = await workflow.execute_activity_method(
             SourceActivities.validate_scraper,
             validate,
             start_to_close_timeout=FETCH_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=FETCH_RETRY,
             summary=f"validate v{version.version} in staging",
         )
-        if not state.report.passed:
+        state.report = report
+        if not report.passed:
             problems = [
                 p
-                for page in state.report.pages
+                for page in report.pages
                 for p in ([page.error] if page.error else []) + page.problems
             ]
             raise ApplicationError(
@@ -173,7 +180,7 @@ class SourceOnboarding(ApprovalHandlers):
         state.decision = await workflow.execute_activity_method(
             SourceActivities.decide_promotion,
             validate,
-            start_to_close_timeout=STEP_TIMEOUT,
+            start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=STEP_RETRY,
             summary="promotion policy",
         )
@@ -188,9 +195,9 @@ class SourceOnboarding(ApprovalHandlers):
                     details={
                         "url": config.url,
                         "fields": [f.name for f in version.spec.fields],
-                        "records": state.report.total_records,
-                        "fill_rates": state.report.fill_rates,
-                        "samples": state.report.samples[:3],
+                        "records": report.total_records,
+                        "fill_rates": report.fill_rates,
+                        "samples": report.samples[:3],
                     },
                     requested_at=workflow.now(),
                     timeout_seconds=APPROVAL_TIMEOUT_SECONDS,
@@ -212,7 +219,7 @@ class SourceOnboarding(ApprovalHandlers):
             PromoteRequest(
                 source=config.name, version=version.version, approved_by=state.approved_by
             ),
-            start_to_close_timeout=STEP_TIMEOUT,
+            start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=STEP_RETRY,
             summary=f"promote v{version.version}",
         )
@@ -232,7 +239,7 @@ class SourceOnboarding(ApprovalHandlers):
                 run_id=workflow.info().workflow_id,
             ),
             start_to_close_timeout=FETCH_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=90),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=FETCH_RETRY,
             summary=("render" if render else "fetch") + f" {len(urls)} page(s)",
         )
@@ -247,6 +254,7 @@ class SourceOnboarding(ApprovalHandlers):
                 render_mode=request.config.render,
             ),
             start_to_close_timeout=STEP_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=STEP_RETRY,
             summary="scout",
         )
@@ -258,7 +266,7 @@ class SourceOnboarding(ApprovalHandlers):
             await workflow.execute_activity_method(
                 SourceActivities.fail_onboarding,
                 FailOnboardingInput(source=request.config.name, error=f"{kind}: {message}"),
-                start_to_close_timeout=STEP_TIMEOUT,
+                start_to_close_timeout=QUICK_TIMEOUT,
                 retry_policy=STEP_RETRY,
                 summary="mark failed",
             )
@@ -279,7 +287,7 @@ class SourceRun:
             SourceActivities.scrape_source,
             ScrapeRequest(source=request.source, run_id=run_id),
             start_to_close_timeout=SCRAPE_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=120),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=FETCH_RETRY,
             summary=f"scrape {request.source}",
         )
