@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, Table, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -80,6 +78,11 @@ def upgrade_database(engine: Engine, revision: str = "head") -> None:
     (a PostgreSQL advisory lock, a file lock beside a SQLite file) and Alembic re-reads the
     current revision inside it, so exactly one process migrates and the others find it done.
     """
+    # Alembic is imported here, not at module level: it costs a quarter second of every
+    # CLI command's start-up and only migrations need it.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
