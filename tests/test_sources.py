@@ -322,3 +322,25 @@ async def test_the_scrape_example_pipeline_runs(
     assert state.status == RunStatus.SUCCEEDED
     assert state.outputs["scraped"] == 24
     assert 0 < state.outputs["deals"] < 24
+
+
+async def test_a_failed_source_can_be_added_again(
+    client: Client, settings: Settings, worker: MendlineWorker, site: str
+) -> None:
+    name = source_name()
+    broken = await start_onboarding(
+        client, settings, SourceConfig(name=name, url=f"{site}/sites/no-such-site/")
+    )
+    with pytest.raises(WorkflowFailureError):
+        await broken.result()
+    failed = store_for(settings).get_source(name)
+    assert failed is not None and failed.status == "FAILED"
+    retry = await client.start_workflow(
+        "SourceOnboarding",
+        SourceOnboardingInput(config=SourceConfig(name=name, url=f"{site}/sites/books/")),
+        id=f"source/{name}/onboard",
+        task_queue=settings.task_queue,
+        result_type=SourceOnboardingState,
+    )
+    state: SourceOnboardingState = await retry.result()
+    assert state.active and state.version == 1

@@ -18,17 +18,18 @@ class SourcesMixin(StoreBase):
     def create_source(self, config: SourceConfig) -> None:
         """Store a new source in status ONBOARDING.
 
-        Re-adding the name of a REMOVED source revives it with the new config: its old
-        versions, pages and records stay, but no version is active and rollback will not
-        reach versions of the old incarnation.
+        Re-adding the name of a REMOVED source, or of one whose onboarding FAILED (it never
+        got a working scraper), revives it with the new config: its old versions, pages and
+        records stay, but no version is active and rollback will not reach versions of the
+        old incarnation.
 
         Raises:
-            SourceExistsError: A source that is not removed has this name.
+            SourceExistsError: A source that is neither removed nor failed has this name.
         """
         now = utcnow()
         with self._locked(config.name) as session:
             row = session.get(SourceRow, config.name)
-            if row is not None and row.status != SourceStatus.REMOVED:
+            if row is not None and row.status not in (SourceStatus.REMOVED, SourceStatus.FAILED):
                 raise SourceExistsError(config.name)
             dump = config.model_dump(mode="json")
             if row is None:
