@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 import typer
 
 from workers.cli import approvals, demo, ops, runs, sources
@@ -38,8 +42,29 @@ app.add_typer(demo.demo_app, name="demo")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Exits with ``os._exit`` after flushing output: the Temporal client's native runtime can
+    still have threads calling into Python while the interpreter finalizes, which aborts the
+    process (``PyGILState_Release`` fatal error) and would turn a successful command into
+    exit code 134. Every command has finished its work, closed what it opened and printed
+    its output by the time we get here.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
