@@ -207,11 +207,15 @@ class Database:
 
     def record_attempt(self, **values: Any) -> None:
         """Insert or update one task attempt (keyed by run, task and attempt number)."""
+        self.record_attempts([values])
+
+    def record_attempts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or update task attempts in one transaction (the last row of a key wins)."""
         with self.session() as session:
             upsert(
                 session,
                 TaskAttemptRow.__table__,  # type: ignore[arg-type]
-                [values],
+                rows,
                 ["run_id", "task", "attempt"],
             )
 

@@ -20,13 +20,9 @@ import queue
 import threading
 from typing import Any
 
-from activities.storage import Database, upsert
-from models.db import TaskAttemptRow
+from activities.storage import Database
 
 log = logging.getLogger(__name__)
-
-ATTEMPT_KEYS = ("run_id", "task", "attempt")
-
 
 class TelemetryWriter:
     """Queue task-attempt rows and write them in batches from a background thread."""
@@ -56,8 +52,7 @@ class TelemetryWriter:
             if not rows:
                 return 0
             try:
-                with self.db.session() as session:
-                    upsert(session, TaskAttemptRow.__table__, rows, ATTEMPT_KEYS)  # type: ignore[arg-type]
+                self.db.record_attempts(rows)
             except Exception:
                 # Telemetry must never fail a task: put the rows back for the next flush.
                 log.exception("writing %d telemetry rows failed; will retry", len(rows))
