@@ -40,6 +40,7 @@ from models.sources import (
     SourceStatus,
     ValidateRequest,
 )
+from scrapers.validate import fill_rates
 
 T = TypeVar("T")
 
@@ -320,7 +321,7 @@ class SourceActivities:
         stats.records = len(records)
         stats.inserted, stats.updated, stats.unchanged = inserted, updated, unchanged
         stats.duplicate_keys = len(keys) - len(set(keys))
-        stats.fill_rates = _fill_rates(spec, records)
+        stats.fill_rates = fill_rates(spec, records)
         stats.sample = records[:3]
         stats.ended_at = utcnow()
         await self._store(self.store.record_run, stats)
@@ -381,15 +382,6 @@ class SourceActivities:
 
 def _permanent(exc: Exception, type_name: str) -> ApplicationError:
     return ApplicationError(str(exc), type=type_name, non_retryable=True)
-
-
-def _fill_rates(spec: ScraperSpec, records: list[dict[str, Any]]) -> dict[str, float]:
-    if not records:
-        return {f.name: 0.0 for f in spec.fields}
-    return {
-        f.name: sum(1 for r in records if r.get(f.name) not in (None, "", [])) / len(records)
-        for f in spec.fields
-    }
 
 
 def _regressions(candidate: ValidationReport, baseline: ValidationReport) -> list[str]:
