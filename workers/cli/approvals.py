@@ -16,19 +16,18 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from models.approvals import ApprovalDecision, ApprovalOutcome, ApprovalStatus
-from workers.cli.common import console, fail, get_settings, parse_param, print_json, run_async
-from workers.client import TemporalUnavailableError, connect
+from workers.cli.common import (
+    cli_client,
+    console,
+    fail,
+    parse_param,
+    print_json,
+    run_async,
+)
 
 approvals_app = typer.Typer(
     help="Decisions waiting for a person (scraper promotions, remediations).", no_args_is_help=True
 )
-
-
-async def _client() -> Client:
-    try:
-        return await connect(get_settings())
-    except TemporalUnavailableError as exc:
-        fail(str(exc))
 
 
 async def pending(client: Client) -> list[ApprovalStatus]:
@@ -62,7 +61,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the requests waiting for a decision."""
 
     async def go() -> list[ApprovalStatus]:
-        return await pending(await _client())
+        return await pending(await cli_client())
 
     statuses = run_async(go())
     if as_json:
@@ -92,7 +91,7 @@ def show(
     wid = _workflow_of(request_id)
 
     async def go() -> ApprovalStatus:
-        client = await _client()
+        client = await cli_client()
         try:
             status: ApprovalStatus = await client.get_workflow_handle(wid).query(
                 "approval", result_type=ApprovalStatus
@@ -117,7 +116,7 @@ def _decide(
     )
 
     async def go() -> ApprovalOutcome:
-        client = await _client()
+        client = await cli_client()
         try:
             outcome: ApprovalOutcome = await client.get_workflow_handle(wid).execute_update(
                 "approve" if approve else "reject", decision, result_type=ApprovalOutcome

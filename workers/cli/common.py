@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from temporalio.client import Client
 
 from models.settings import Settings
 
@@ -27,6 +28,16 @@ def get_settings() -> Settings:
         return Settings()
     except ValueError as exc:
         fail(f"invalid MENDLINE_* setting: {exc}")
+
+
+async def cli_client() -> Client:
+    """A Temporal client for a CLI command, or exit with how to start a server."""
+    from workers.client import TemporalUnavailableError, connect
+
+    try:
+        return await connect(get_settings())
+    except TemporalUnavailableError as exc:
+        fail(str(exc))
 
 
 def configure_logging(settings: Settings) -> None:

@@ -160,13 +160,13 @@ DEMO_SOURCES: list[tuple[str, str, dict[str, Any]]] = [
 async def onboard_demo_sources(settings: Settings, base: str) -> list[tuple[str, str, str]]:
     """Onboard the bundled sites, approve the one that waits for a person, run each once."""
     client = await connect(settings)
+    store = SourceStore(Database(settings.resolved_database_url))
     outcomes: list[tuple[str, str, str]] = []
     async with httpx.AsyncClient() as http:
         await http.post(f"{base}/sites/_admin/reset")
     for name, path, extra in DEMO_SOURCES:
         console.rule(f"source {name}  →  {base}{path}")
         wid = f"source/{name}/onboard"
-        store = SourceStore(Database(settings.resolved_database_url))
         existing = store.get_source(name)
         if existing is not None and existing.status == SourceStatus.ACTIVE:
             console.print(
@@ -227,7 +227,7 @@ async def onboard_demo_sources(settings: Settings, base: str) -> list[tuple[str,
         console.print(
             f"run: {stats.records} records from {stats.pages} page(s), {stats.inserted} new"
         )
-        rows = SourceStore(Database(settings.resolved_database_url)).records(name, stats.run_id, 3)
+        rows = store.records(name, stats.run_id, 3)
         for row in rows:
             shown = {k: v for k, v in row.items() if not k.startswith("_")}
             console.print("  " + escape(json.dumps(shown, ensure_ascii=False, default=str))[:150])

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from activities.storage import Database, current_revision, make_engine, upgrade_database
+from activities.storage import current_revision, make_engine, upgrade_database
 from activities.tasks import default_registry
 from models.settings import Settings
 from workers import processes
@@ -267,7 +267,3 @@ def tasks_markdown() -> str:
         + "\n```\n"
     )
     return "".join(parts)
-
-
-def open_database(settings: Settings) -> Database:
-    return Database(settings.resolved_database_url)

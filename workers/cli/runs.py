@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities.storage import Database
@@ -24,7 +24,15 @@ from activities.tasks import default_registry
 from models.db import PipelineRunRow, TaskAttemptRow
 from models.pipeline import PipelineSpec, PipelineSpecError, load_pipeline_text
 from models.runs import CancelRunRequest, CancelRunResult, PipelineRunInput, PipelineRunState
-from workers.cli.common import console, fail, get_settings, parse_param, print_json, run_async
+from workers.cli.common import (
+    cli_client,
+    console,
+    fail,
+    get_settings,
+    parse_param,
+    print_json,
+    run_async,
+)
 from workers.client import TemporalUnavailableError, connect
 
 STATUS_STYLE = {
@@ -205,7 +213,7 @@ def state(
     """Show a run's live state (the workflow's `state` query)."""
 
     async def go() -> PipelineRunState:
-        client = await _client()
+        client = await cli_client()
         try:
             state: PipelineRunState = await client.get_workflow_handle(workflow_id).query(
                 "state", result_type=PipelineRunState
@@ -231,7 +239,7 @@ def cancel(
     """Cancel a running pipeline (the workflow's `cancel` update)."""
 
     async def go() -> CancelRunResult:
-        client = await _client()
+        client = await cli_client()
         try:
             answer: CancelRunResult = await client.get_workflow_handle(workflow_id).execute_update(
                 "cancel",
@@ -246,13 +254,6 @@ def cancel(
 
     result = run_async(go())
     console.print(f"{result.message}: {', '.join(result.cancelled_tasks) or 'no running tasks'}")
-
-
-async def _client() -> Client:
-    try:
-        return await connect(get_settings())
-    except TemporalUnavailableError as exc:
-        fail(str(exc))
 
 
 def _database() -> Database:

@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -33,8 +33,15 @@ from models.sources import (
     SourceOnboardingState,
     SourceRunInput,
 )
-from workers.cli.common import console, fail, get_settings, parse_param, print_json, run_async
-from workers.client import TemporalUnavailableError, connect
+from workers.cli.common import (
+    cli_client,
+    console,
+    fail,
+    get_settings,
+    parse_param,
+    print_json,
+    run_async,
+)
 
 source_app = typer.Typer(
     help="Sources: URLs Mendline writes, validates and runs scrapers for.", no_args_is_help=True
@@ -260,13 +267,6 @@ def _print_records(records: list[dict[str, Any]], fmt: str) -> None:
 # --- sources, through Temporal ---------------------------------------------------------------
 
 
-async def _client() -> Client:
-    try:
-        return await connect(get_settings())
-    except TemporalUnavailableError as exc:
-        fail(str(exc))
-
-
 def _store() -> SourceStore:
     return SourceStore(Database(get_settings().resolved_database_url))
 
@@ -312,7 +312,7 @@ def add(
     wid = f"source/{name}/onboard"
 
     async def go() -> int:
-        client = await _client()
+        client = await cli_client()
         try:
             handle = await client.start_workflow(
                 "SourceOnboarding",
@@ -383,7 +383,7 @@ def run_source(
     wid = f"source/{name}/run/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
     async def go() -> int:
-        client = await _client()
+        client = await cli_client()
         handle = await client.start_workflow(
             "SourceRun",
             SourceRunInput(source=name),
