@@ -263,9 +263,21 @@ class SourceActivities:
         return stats
 
     async def scrape(
-        self, source_name: str, run_id: str, version: int | None = None
+        self,
+        source_name: str,
+        run_id: str,
+        version: int | None = None,
+        hold: Callable[[ScrapeStats], bool] | None = None,
     ) -> tuple[ScrapeStats, list[dict[str, Any]]]:
-        """One scrape run; also used by the pipeline ``scrape`` task."""
+        """One scrape run; also used by the pipeline ``scrape`` task.
+
+        Args:
+            source_name: The source.
+            run_id: The run's id (silver observations and the run row are keyed by it).
+            version: The scraper version to run (default: the active one).
+            hold: Called with the run's stats before silver is written; when it returns
+                True the records are held back (``stats.held``) and silver is untouched.
+        """
         source = await self._store(self.store.require_source, source_name)
         info = (
             await self._store(self.store.get_version, source_name, version)
@@ -312,17 +324,24 @@ class SourceActivities:
                 if spec.pagination
                 else None
             )
-        inserted, updated, unchanged = await self._store(
-            self.store.upsert_records, source_name, run_id, info.version, records, spec.key_field
-        )
         keys = [
             str(r.get(spec.key_field)) for r in records if spec.key_field and r.get(spec.key_field)
         ]
         stats.records = len(records)
-        stats.inserted, stats.updated, stats.unchanged = inserted, updated, unchanged
         stats.duplicate_keys = len(keys) - len(set(keys))
         stats.fill_rates = fill_rates(spec, records)
         stats.sample = records[:3]
+        if hold is not None and hold(stats):
+            stats.held = True
+        else:
+            stats.inserted, stats.updated, stats.unchanged = await self._store(
+                self.store.upsert_records,
+                source_name,
+                run_id,
+                info.version,
+                records,
+                spec.key_field,
+            )
         stats.ended_at = utcnow()
         await self._store(self.store.record_run, stats)
         return stats, records

@@ -176,11 +176,15 @@ class SourceHealth(BaseModel):
         if self.state == HealthState.DEAD:
             return self, None
         if assessment.verdict == "ok":
+            # A good run ends the streak of exhausted days: DEAD needs days in a row of
+            # failing repairs with no recovery between them.
             cleared: dict[str, object] = {
                 "strikes": 0,
                 "consecutive_failures": 0,
                 "failing_since": None,
                 "last_reached_at": at,
+                "exhausted_days": 0,
+                "last_exhausted_day": None,
             }
             if self.state == HealthState.ACTIVE:
                 return self.model_copy(update=cleared), None

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ScraperKind = Literal["html-list", "html-detail", "json", "embedded-json"]
 FieldType = Literal["text", "number", "price", "date", "url", "image", "rating"]
-SpecAuthor = Literal["heuristic", "llm", "human"]
+SpecAuthor = Literal["heuristic", "llm", "human", "doctor"]
 # fmt: off
 TransformOp = Literal[
     "strip", "collapse_whitespace", "regex", "replace", "strip_prefix", "strip_suffix",

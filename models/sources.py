@@ -147,9 +147,16 @@ class PromoteRequest(BaseModel):
 
 
 class SourceOnboardingInput(BaseModel):
-    """Input of the ``SourceOnboarding`` workflow (id ``source/<name>/onboard``)."""
+    """Input of the ``SourceOnboarding`` workflow (id ``source/<name>/onboard``).
+
+    Attributes:
+        config: The source.
+        supervise: Start its ``SourceSupervisor`` (id ``source/<name>``) once a version is
+            active: it runs the source at its interval and repairs it when the site changes.
+    """
 
     config: SourceConfig
+    supervise: bool = True
 
 
 class OnboardingStep(StrEnum):
@@ -179,6 +186,7 @@ class SourceOnboardingState(BaseModel):
     decision: PromotionDecision | None = None
     approved_by: str | None = None
     active: bool = False
+    supervisor: str | None = None
     error: str | None = None
     error_type: str | None = None
 
@@ -215,6 +223,8 @@ class ScrapeStats(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     status: Literal["SUCCEEDED", "FAILED"] = "SUCCEEDED"
+    held: bool = False
+    """The run looked broken, so its records were not written to silver."""
     error_type: str | None = None
     error: str | None = None
     sample: list[dict[str, Any]] = Field(default_factory=list)

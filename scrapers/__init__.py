@@ -34,7 +34,7 @@ from scrapers.repair import RepairFailedError, RepairResult, repair_spec
 from scrapers.runtime.decode import decode_body
 from scrapers.sandbox import SandboxLimits, extract_isolated
 from scrapers.scout import build_spec, scout
-from scrapers.validate import validate_spec
+from scrapers.validate import validate_spec, validate_with_records
 
 __all__ = [
     "DocumentError",
@@ -57,4 +57,5 @@ __all__ = [
     "repair_spec",
     "scout",
     "validate_spec",
+    "validate_with_records",
 ]

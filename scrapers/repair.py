@@ -41,6 +41,7 @@ from models.scraper import (
     ScraperSpec,
     SeedPage,
     SpecMeta,
+    Transform,
 )
 from scrapers.errors import (
     ExampleNotFoundError,
@@ -137,6 +138,11 @@ def repair_spec(
         )
     current = _extract(old, pages, notes)
     anchors = _anchor(old, pages, good)
+    affixed = {n: a for n, a in affixes_of(old, good).items() if n not in anchors.fields}
+    used: dict[str, tuple[str, str]] = {}
+    if affixed:
+        anchors = _anchor(old, pages, good, affixed)
+        used = {name: affix for name, affix in affixed.items() if name in anchors.fields}
     notes.append(
         f"last-good values still shown on the new pages for {sorted(anchors.fields) or 'no field'}"
     )
@@ -156,6 +162,8 @@ def repair_spec(
             tried=notes,
         )
     spec = _learn(old, pages, anchors, notes)
+    if used:
+        spec = _restore_affixes(spec, used, notes)
     records = _extract(spec, pages, notes)
     refused = misplaced(spec, records, good)
     if refused:
@@ -207,8 +215,18 @@ def _is_json(kind: ScraperKind) -> bool:
     return kind in ("json", "embedded-json")
 
 
-def _anchor(old: ScraperSpec, pages: list[Page], good: list[dict[str, Any]]) -> Anchors:
-    """Find each last-good record's values on each new page, in the form printed there."""
+def _anchor(
+    old: ScraperSpec,
+    pages: list[Page],
+    good: list[dict[str, Any]],
+    affixes: dict[str, tuple[str, str]] | None = None,
+) -> Anchors:
+    """Find each last-good record's values on each new page, in the form printed there.
+
+    A field listed in ``affixes`` whose values are not printed whole is looked up without
+    its constant prefix and suffix (``book-12`` → ``12``).
+    """
+    affixes = affixes or {}
     per_page: dict[str, list[tuple[int, dict[str, ExampleValue]]]] = {}
     fields: set[str] = set()
     key_values: set[str] = set()
@@ -229,6 +247,8 @@ def _anchor(old: ScraperSpec, pages: list[Page], good: list[dict[str, Any]]) -> 
             for item in old.fields:
                 value = record.get(item.name)
                 form = _printed(html, data, value, item)
+                if not form and item.name in affixes and isinstance(value, str):
+                    form = _printed(html, data, _strip(value, *affixes[item.name]), item)
                 if form:
                     printed[item.name] = form
             if not printed or not _record_present(old, record, printed):
@@ -239,6 +259,68 @@ def _anchor(old: ScraperSpec, pages: list[Page], good: list[dict[str, Any]]) -> 
                 key_values.update(flat_norms(record.get(old.key_field)))
         per_page[page.url] = found
     return Anchors(per_page, fields, key_values)
+
+
+MIN_AFFIX_VALUES = 3
+"""Last-good values needed before a constant prefix or suffix is believed."""
+
+
+def affixes_of(old: ScraperSpec, good: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Text fields whose last-good values all share a literal prefix and/or suffix ending at
+    a separator (``book-1``, ``book-12`` → ``("book-", "")``): a redesign may print only the
+    part that varies, and a ``replace`` transform puts the constant part back."""
+    found: dict[str, tuple[str, str]] = {}
+    for item in old.fields:
+        if item.type != "text" or item.multiple:
+            continue
+        values = [v for r in good if isinstance(v := r.get(item.name), str) and v]
+        if len(values) < MIN_AFFIX_VALUES or len(set(values)) < MIN_AFFIX_VALUES:
+            continue
+        prefix = _to_separator(_common_start(values))
+        suffix = _to_separator(_common_start([v[::-1] for v in values]))[::-1]
+        if not (prefix or suffix):
+            continue
+        if all(len(v) > len(prefix) + len(suffix) for v in values):
+            found[item.name] = (prefix, suffix)
+    return found
+
+
+def _common_start(values: list[str]) -> str:
+    first, last = min(values), max(values)
+    size = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), None)
+    return first[: len(first) if size is None else size]
+
+
+def _to_separator(text: str) -> str:
+    """``text`` cut after its last non-alphanumeric character (``book-1`` → ``book-``)."""
+    cut = max((i + 1 for i, ch in enumerate(text) if not ch.isalnum()), default=0)
+    return text[:cut]
+
+
+def _strip(value: str, prefix: str, suffix: str) -> str:
+    return value[len(prefix) : len(value) - len(suffix)]
+
+
+def _restore_affixes(
+    spec: ScraperSpec, used: dict[str, tuple[str, str]], notes: list[str]
+) -> ScraperSpec:
+    """Put the constant prefix/suffix back on fields re-learned from their stripped values."""
+    fields = []
+    for item in spec.fields:
+        if item.name not in used:
+            fields.append(item)
+            continue
+        prefix, suffix = used[item.name]
+        steps = list(item.transforms)
+        if prefix:
+            steps.append(Transform(op="replace", pattern="^", value=prefix.replace("\\", "\\\\")))
+        if suffix:
+            steps.append(Transform(op="replace", pattern="$", value=suffix.replace("\\", "\\\\")))
+        fields.append(item.model_copy(update={"transforms": steps}))
+        notes.append(
+            f"field {item.name!r}: the page prints it without {prefix!r}…{suffix!r}; restored"
+        )
+    return spec.model_copy(update={"fields": fields})
 
 
 def _printed(

@@ -159,3 +159,62 @@ def health(
         if share < min_overlap:
             problems.append(f"returns {share:.0%} of the last-good values still shown")
     return problems
+
+
+KEPT_FILL_MARGIN = 0.2
+"""A candidate may fill a field at most this much less often than the last good run did."""
+MIN_KEY_PRECISION = 0.3
+"""Least share of a candidate's key values that must be last-good key values."""
+
+
+def compare_with_last_good(
+    spec: ScraperSpec,
+    records: list[dict[str, Any]],
+    good: list[dict[str, Any]],
+    schema: list[str],
+) -> list[str]:
+    """Why a candidate's output does worse than the last good output (empty: it does not).
+
+    Checks, on the candidate's records from the live page:
+
+    * it extracts records at all (an empty scraper is never promoted);
+    * no field reads another field's last-good data (the wrong column);
+    * no field of the old ``schema`` that the candidate keeps is filled much less often than
+      in the last good run (a field it dropped is a schema change, for a person to approve);
+    * its key values are mostly last-good key values (the same items, not other text).
+
+    Args:
+        spec: The candidate.
+        records: What it extracts from the live page.
+        good: The records of the last good run.
+        schema: The field names of the version it replaces.
+    """
+    if not records:
+        return [
+            "the candidate extracts no records from the live page (an empty scraper is never promoted)"
+        ]
+    problems = [
+        f"field {name!r} reads another field's data: {why}"
+        for name, why in misplaced(spec, records, good).items()
+    ]
+    names = {item.name for item in spec.fields}
+    for name in schema:
+        if name not in names:
+            continue
+        before = _fill(good, name)
+        now = _fill(records, name)
+        if before >= 0.5 and now + KEPT_FILL_MARGIN < before:
+            problems.append(
+                f"field {name!r} filled in {now:.0%} of records where the last good run had {before:.0%}"
+            )
+    key = spec.key_field
+    if key and key in names:
+        new_keys, old_keys = _norm_set(records, key), _norm_set(good, key)
+        if new_keys and old_keys:
+            share = _share(new_keys, old_keys, loose=True)
+            if share < MIN_KEY_PRECISION:
+                problems.append(
+                    f"only {share:.0%} of its {key!r} values are last-good {key!r} values "
+                    f"(at least {MIN_KEY_PRECISION:.0%} needed): it reads other items or another column"
+                )
+    return problems

@@ -81,6 +81,17 @@ def validate_spec(
 
     A page the runtime refuses (too large, not JSON) is reported in its :class:`PageCheck`.
     """
+    return validate_with_records(spec, pages, isolated=isolated, limits=limits)[0]
+
+
+def validate_with_records(
+    spec: ScraperSpec,
+    pages: list[Page],
+    *,
+    isolated: bool = False,
+    limits: SandboxLimits | None = None,
+) -> tuple[ValidationReport, list[dict[str, Any]]]:
+    """:func:`validate_spec`, also returning every record extracted (for comparisons)."""
     checks: list[PageCheck] = []
     everything: list[dict[str, Any]] = []
     if isolated:
@@ -99,7 +110,7 @@ def validate_spec(
                 continue
             checks.append(check_page(spec, page.url, records))
             everything += records
-    return ValidationReport(
+    report = ValidationReport(
         spec_sha=spec.sha256(),
         passed=all(not check.problems and not check.error for check in checks),
         pages=checks,
@@ -107,3 +118,4 @@ def validate_spec(
         fill_rates=fill_rates(spec, everything),
         samples=everything[:SAMPLE_RECORDS],
     )
+    return report, everything

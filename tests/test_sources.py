@@ -53,7 +53,7 @@ async def start_onboarding(
 ) -> WorkflowHandle[Any, Any]:
     return await client.start_workflow(
         "SourceOnboarding",
-        SourceOnboardingInput(config=config),
+        SourceOnboardingInput(config=config, supervise=False),
         id=f"source/{config.name}/onboard",
         task_queue=settings.task_queue,
         result_type=SourceOnboardingState,

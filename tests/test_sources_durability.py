@@ -183,7 +183,7 @@ async def start_onboarding(
 ) -> WorkflowHandle[Any, SourceOnboardingState]:
     return await client.start_workflow(
         "SourceOnboarding",
-        SourceOnboardingInput(config=SourceConfig(name=name, url=url)),
+        SourceOnboardingInput(config=SourceConfig(name=name, url=url), supervise=False),
         id=f"source/{name}/onboard",
         task_queue=settings.task_queue,
         result_type=SourceOnboardingState,

@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.sources import FailOnboardingInput, SourceActivities
@@ -28,11 +29,13 @@ with workflow.unsafe.imports_passed_through():
         ScoutResult,
         ScrapeRequest,
         ScrapeStats,
+        SourceConfig,
         SourceOnboardingInput,
         SourceOnboardingState,
         SourceRunInput,
         ValidateRequest,
     )
+    from models.supervisor import SupervisorInput, supervisor_id
     from workflows.approvals import ApprovalGate, ApprovalHandlers
 
 SOURCE_ATTR = SearchAttributeKey.for_keyword("MendlineSource")
@@ -225,6 +228,22 @@ class SourceOnboarding(ApprovalHandlers):
         )
         state.active = True
         state.step = OnboardingStep.DONE
+        if request.supervise and workflow.patched("start-supervisor"):
+            await self._supervise(config)
+
+    async def _supervise(self, config: SourceConfig) -> None:
+        """Start the source's supervisor; it outlives onboarding (parent close: abandon)."""
+        try:
+            await workflow.start_child_workflow(
+                "SourceSupervisor",
+                SupervisorInput(source=config.name, interval_seconds=config.interval_seconds),
+                id=supervisor_id(config.name),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"supervise source {config.name} every {config.interval_seconds:g}s",
+            )
+        except WorkflowAlreadyStartedError:
+            workflow.logger.info("source %s is already supervised", config.name)
+        self._state.supervisor = supervisor_id(config.name)
 
     async def _fetch(
         self, source: str, urls: list[str], render: bool, robots: bool

@@ -184,18 +184,7 @@ class VersionsMixin(StoreBase):
                 return active
             if active is None:
                 return None
-            created = utc(src.created_at)
-            candidates = session.scalars(
-                select(ScraperVersionRow)
-                .where(
-                    ScraperVersionRow.source == source,
-                    ScraperVersionRow.version < active,
-                    ScraperVersionRow.promoted_at.is_not(None),
-                )
-                .order_by(ScraperVersionRow.version.desc())
-            )
-            # Versions older than the source's (re)creation belong to a removed incarnation.
-            target = next((r for r in candidates if utc(r.created_at) >= created), None)
+            target = self._rollback_row(session, src, active)
             if target is None:
                 return None
             self._activate(session, src, target)
@@ -203,6 +192,30 @@ class VersionsMixin(StoreBase):
             self._event(session, source, "version_rolled_back", detail)
         log.info("source %s: rolled back from version %s to %s", source, active, target.version)
         return target.version
+
+    def rollback_target(self, source: str) -> int | None:
+        """The version :meth:`rollback` would re-activate now, or None."""
+        with self._db.session() as session:
+            src = self._require(session, source)
+            if src.active_version is None:
+                return None
+            row = self._rollback_row(session, src, src.active_version)
+            return row.version if row is not None else None
+
+    @staticmethod
+    def _rollback_row(session: Session, src: SourceRow, active: int) -> ScraperVersionRow | None:
+        candidates = session.scalars(
+            select(ScraperVersionRow)
+            .where(
+                ScraperVersionRow.source == src.name,
+                ScraperVersionRow.version < active,
+                ScraperVersionRow.promoted_at.is_not(None),
+            )
+            .order_by(ScraperVersionRow.version.desc())
+        )
+        # Versions older than the source's (re)creation belong to a removed incarnation.
+        created = utc(src.created_at)
+        return next((r for r in candidates if utc(r.created_at) >= created), None)
 
     @staticmethod
     def _activate(session: Session, src: SourceRow, row: ScraperVersionRow) -> int | None:

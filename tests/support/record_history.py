@@ -17,13 +17,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowFailureError
+import httpx
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from models.runs import PipelineRunInput, PipelineRunState
 from models.settings import Settings
+from models.sources import SourceConfig, SourceOnboardingInput, SourceOnboardingState
+from models.supervisor import (
+    HandRequest,
+    repair_id,
+    supervisor_id,
+)
 from tests.conftest import search_attribute_keys
+from tests.support.supervision import request_run, settle
 from workers.client import connect
+from workers.demo_server import DemoServer
 from workers.server import temporal_binary
 from workers.worker import create_worker
 
@@ -74,7 +83,12 @@ async def record() -> None:
     ) as env:
         address = env.client.service_client.config.target_host
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(data_dir=Path(tmp), temporal_address=address, task_queue="replay")
+            settings = Settings(
+                data_dir=Path(tmp),
+                temporal_address=address,
+                task_queue="replay",
+                allow_private_networks=True,
+            )
             client = await connect(settings, address=address)
             async with create_worker(client, settings):
                 for name, pipeline in PIPELINES.items():
@@ -89,9 +103,40 @@ async def record() -> None:
                     with contextlib.suppress(WorkflowFailureError):
                         await handle.result()
                     history = await handle.fetch_history()
-                    path = HISTORIES / f"{name}.json"
-                    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-                    print(f"wrote {path} ({len(history.events)} events)")
+                    save(name, history)
+                await record_sources(client, settings)
+
+
+def save(name: str, history: WorkflowHistory) -> None:
+    path = HISTORIES / f"{name}.json"
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    print(f"wrote {path} ({len(history.events)} events)")
+
+
+async def record_sources(client: Client, settings: Settings) -> None:
+    """Onboarding, a supervisor noticing a redesign, and the repair that mends it."""
+    settings = settings.model_copy(update={"allow_private_networks": True})
+    name = f"news{uuid.uuid4().hex[:4]}"
+    with DemoServer().start() as site:
+        onboarding = await client.start_workflow(
+            "SourceOnboarding",
+            SourceOnboardingInput(config=SourceConfig(name=name, url=f"{site.url}/sites/news/")),
+            id=f"source/{name}/onboard",
+            task_queue=settings.task_queue,
+            result_type=SourceOnboardingState,
+        )
+        await onboarding.result()
+        supervisor = client.get_workflow_handle(supervisor_id(name))
+        await settle(supervisor, 1)
+        await settle(supervisor, await request_run(supervisor))
+        httpx.post(f"{site.url}/sites/_admin/layout", json={"site": "news", "layout": 2})
+        view = await settle(supervisor, await request_run(supervisor))
+        assert view.last_repair and view.last_repair.outcome == "promoted", view
+        await supervisor.execute_update("pause", HandRequest(reason="recorded"))
+        save("source_onboarding", await onboarding.fetch_history())
+        save("source_supervisor", await supervisor.fetch_history())
+        save("doctor_repair", await client.get_workflow_handle(repair_id(name, 1)).fetch_history())
+        await supervisor.terminate("history recorded")
 
 
 if __name__ == "__main__":

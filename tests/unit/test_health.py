@@ -824,3 +824,19 @@ def test_health_survives_continue_as_new_as_compact_json() -> None:
     dumped = health.model_dump_json()
     assert SourceHealth.model_validate_json(dumped) == health
     assert len(dumped) < 1000
+
+
+def test_a_good_run_ends_the_streak_of_exhausted_days() -> None:
+    from models.health import SourceHealth as Health
+
+    day1 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    health = Health()
+    for _ in range(3):
+        health, _ = health.record_repair(day1, "failed")
+    assert health.exhausted_days == 1
+    health, _ = health.apply(RunAssessment(), at=day1 + timedelta(hours=6))
+    assert health.exhausted_days == 0 and health.last_exhausted_day is None
+    day2 = day1 + timedelta(days=1)
+    for _ in range(3):
+        health, _ = health.record_repair(day2, "failed")
+    assert health.exhausted_days == 1 and health.state != "DEAD"

@@ -10,6 +10,7 @@ import pytest
 from models.scraper import Page, ScraperSpec, SeedPage
 from scrapers import ScraperError, build_spec, extract_records, scout
 from scrapers.repair import RepairFailedError, repair_spec
+from scrapers.repair_checks import compare_with_last_good
 from workers.demo_sites import DemoSites, ground_truth
 
 HOST = "demo.test"
@@ -76,23 +77,6 @@ def test_books_listing_with_hashed_classes_is_repaired_with_the_same_fields(
     assert _recovered([b["title"] for b in truth], [r["title"] for r in result.records]) >= 0.9
     prices = {r["title"]: r["price"] for r in result.records}
     assert prices["Pride & Prejudice"] == "$19.95"  # the last-good form, not the tile's order
-
-
-def test_a_field_the_redesign_dropped_is_reported_lost_not_invented(sites: DemoSites) -> None:
-    v1 = _pages(sites, ["/sites/books/"], 1)
-    old = build_spec(scout(v1), name="books")  # found by itself; keyed on li[id] "book-1"
-    assert "id" in _field_names(old)
-
-    result = repair_spec(old, _pages(sites, ["/sites/books/"], 2), _records(old, v1))
-
-    assert result.lost_fields == ["id"]  # v2 tiles carry no "book-N" id anywhere
-    assert "id" not in _field_names(result.spec)
-    assert _field_names(result.spec) == [name for name in _field_names(old) if name != "id"]
-    assert result.spec.key_field is None
-    truth = {BASE + book["url"]: book for book in ground_truth("books")}
-    for record in result.records:
-        book = truth[record["url"]]
-        assert (record["price"], record["rating"]) == (book["price"], book["rating"])
 
 
 def test_news_listing_over_two_pages_is_repaired(sites: DemoSites) -> None:
@@ -246,3 +230,78 @@ def test_repair_needs_last_good_values() -> None:
     old, _ = _parts_spec()
     with pytest.raises(RepairFailedError, match="none of the 0 last-good records"):
         repair_spec(old, [_table(PARTS, ("Name", "Price", "Weight"))], [])
+
+
+# --- validation of a candidate against the last good output (DoctorRepair's staging check) ---
+
+
+def test_validation_refuses_a_candidate_reading_the_wrong_column() -> None:
+    old, last_good = _parts_spec()
+    after = _table([(n, w, p) for n, p, w in PARTS], ("Name", "Weight", "Price"))
+    # A candidate that still reads the old positions: full, plausible, and wrong.
+    wrong = _records(old, [after])
+
+    problems = compare_with_last_good(old, wrong, last_good, _field_names(old))
+
+    assert any("'price' reads another field's data" in p for p in problems), problems
+    assert compare_with_last_good(old, last_good, last_good, _field_names(old)) == []
+
+
+def test_validation_refuses_an_empty_candidate() -> None:
+    old, last_good = _parts_spec()
+    problems = compare_with_last_good(old, [], last_good, _field_names(old))
+    assert problems and "no records" in problems[0] and "never promoted" in problems[0]
+
+
+def test_validation_refuses_collapsed_fields_but_leaves_dropped_ones_to_approval() -> None:
+    old, last_good = _parts_spec()
+    schema = _field_names(old)
+    sparse = [{**record, "weight": None} for record in last_good]
+    problems = compare_with_last_good(old, sparse, last_good, schema)
+    assert any("'weight' filled in 0%" in p for p in problems), problems
+
+    dropped = _with_only(old, ["name", "price"])
+    kept = [{"name": r["name"], "price": r["price"]} for r in last_good]
+    assert compare_with_last_good(dropped, kept, last_good, schema) == []
+
+
+def test_validation_refuses_a_key_that_reads_other_items() -> None:
+    old, last_good = _parts_spec()
+    keyed = old.model_copy(update={"key_field": "name"})
+    others = [{**r, "name": f"Gadget {i}"} for i, r in enumerate(last_good)]
+    problems = compare_with_last_good(keyed, others, last_good, _field_names(old))
+    assert any("'name' values are last-good" in p for p in problems), problems
+
+
+def _with_only(spec: ScraperSpec, names: list[str]) -> ScraperSpec:
+    return spec.model_copy(update={"fields": [f for f in spec.fields if f.name in names]})
+
+
+def test_a_key_printed_without_its_constant_prefix_keeps_its_values(sites: DemoSites) -> None:
+    # Layout 1 has <li id="book-7">; the redesign has <article data-sku="7">. The key must
+    # come back as "book-7", or silver would see 24 new records instead of the same ones.
+    v1 = _pages(sites, ["/sites/books/"], 1)
+    old = build_spec(scout(v1))
+    last_good = _records(old, v1)
+    assert old.key_field == "id" and last_good[6]["id"] == "book-7"
+
+    result = repair_spec(old, _pages(sites, ["/sites/books/"], 2), last_good)
+
+    assert result.lost_fields == []
+    assert [r["id"] for r in result.records] == [r["id"] for r in last_good]
+    assert any("without 'book-'" in note for note in result.notes)
+    assert result.spec.key_field == "id"
+    truth = {BASE + book["url"]: book for book in ground_truth("books")}
+    for record in result.records:
+        book = truth[record["url"]]
+        assert (record["price"], record["rating"]) == (book["price"], book["rating"])
+
+
+def test_affixes_need_a_separator_and_several_values() -> None:
+    from scrapers.repair import affixes_of
+
+    old, _ = _parts_spec()
+    good = [{"name": f"SKU-{n}-eu"} for n in (1, 22, 333)]
+    assert affixes_of(old, good) == {"name": ("SKU-", "-eu")}
+    assert affixes_of(old, good[:2]) == {}
+    assert affixes_of(old, [{"name": n} for n in ("alpha", "alpine", "altitude")]) == {}

@@ -32,7 +32,9 @@ from models.sources import (
     SourceOnboardingInput,
     SourceOnboardingState,
     SourceRunInput,
+    SourceStatus,
 )
+from models.supervisor import RunNowRequest
 from workers.cli.common import (
     cli_client,
     console,
@@ -42,6 +44,7 @@ from workers.cli.common import (
     print_json,
     run_async,
 )
+from workers.cli.supervisor_client import cancel_supervisor, default_requester, run_supervised
 
 source_app = typer.Typer(
     help="Sources: URLs Mendline writes, validates and runs scrapers for.", no_args_is_help=True
@@ -369,21 +372,58 @@ def _print_onboarding(state: SourceOnboardingState, elapsed: float) -> None:
         console.print(
             f"  validation: {report.total_records} records on the live page; fill rates: {rates}"
         )
+    if state.supervisor:
+        console.print(
+            f"  supervised by {state.supervisor}: it runs the source at its interval and repairs "
+            f"it when the site changes (`mendline source status {state.source}`)"
+        )
 
 
 @source_app.command("run")
 def run_source(
     name: Annotated[str, typer.Argument(help="Source name.")],
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the run and print what it did.")
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait for the run (and any repair it starts); exit 0 iff the source ends ACTIVE.",
+        ),
     ] = False,
+    timeout: Annotated[
+        str, typer.Option(help="How long --wait waits (e.g. 90s, 10m) before giving up.")
+    ] = "10m",
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "run by hand",
+    requested_by: Annotated[
+        str | None, typer.Option("--as", help="Who asks (recorded; default: your login name).")
+    ] = None,
 ) -> None:
-    """Scrape a source once with its active scraper (bronze and silver written)."""
+    """Scrape a source now, through its supervisor when it has one.
+
+    The supervisor assesses the run and repairs a drifted scraper. A source without a
+    running supervisor (workflow source/NAME) is scraped once with SourceRun instead, with
+    neither assessment nor repair.
+    """
     settings = get_settings()
+    try:
+        timeout_seconds = parse_duration(timeout)
+        request = RunNowRequest(reason=reason, requested_by=requested_by or default_requester())
+    except (ValueError, ValidationError) as exc:
+        fail(f"invalid option: {exc}", 2)
+    try:
+        _store().require_source(name)
+    except SourceStoreError as exc:
+        fail(str(exc))
     wid = f"source/{name}/run/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
     async def go() -> int:
         client = await cli_client()
+        supervised = await run_supervised(client, name, request, wait, timeout_seconds)
+        if supervised is not None:
+            return supervised
+        console.print(
+            f"note: {name} has no running supervisor, so this run is not assessed nor repaired; "
+            f"supervise it with `mendline source supervise {name}`"
+        )
         handle = await client.start_workflow(
             "SourceRun",
             SourceRunInput(source=name),
@@ -529,10 +569,18 @@ def export(
 
 @source_app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="Source name.")]) -> None:
-    """Remove a source (its records and versions are kept)."""
+    """Remove a source: stop its supervisor, then mark it removed (records and versions are kept)."""
     store = _store()
+    found = store.get_source(name)
+    stopped = False
+    if found is not None and found.status != SourceStatus.REMOVED:
+
+        async def stop() -> bool:
+            return await cancel_supervisor(await cli_client(), name)
+
+        stopped = run_async(stop())
     try:
         store.remove_source(name)
     except SourceStoreError as exc:
         fail(str(exc))
-    console.print(f"removed {name}")
+    console.print(f"removed {name}" + (" (its supervisor was asked to stop)" if stopped else ""))
