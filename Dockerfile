@@ -36,6 +36,14 @@ RUN useradd --create-home --uid 10001 --user-group mendline \
 RUN --mount=from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels "mendline[postgres]"
 
+# Runbooks the agents cite, and the default alert rules and remediation policy (mount your
+# own over them, or point MENDLINE_ALERT_RULES / MENDLINE_POLICY elsewhere).
+COPY runbooks /opt/mendline/runbooks
+COPY examples/alerts.yaml examples/policy.yaml /opt/mendline/
+ENV MENDLINE_RUNBOOKS=/opt/mendline/runbooks \
+    MENDLINE_ALERT_RULES=/opt/mendline/alerts.yaml \
+    MENDLINE_POLICY=/opt/mendline/policy.yaml
+
 USER mendline
 WORKDIR /home/mendline
 # /data is MENDLINE_DATA_DIR; a fresh named volume mounted there copies this directory's

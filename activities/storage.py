@@ -23,6 +23,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
+import models.db_incidents  # registers the incidents tables on Base.metadata
+import models.db_remediation  # registers the model registry and audit log tables
 import models.db_sources  # noqa: F401  (registers the sources tables on Base.metadata)
 from models.db import PipelineRunRow, TaskAttemptRow, TaskCacheRow, TaskOutputRow
 from models.runs import PipelineRunState

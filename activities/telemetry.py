@@ -24,6 +24,7 @@ from activities.storage import Database
 
 log = logging.getLogger(__name__)
 
+
 class TelemetryWriter:
     """Queue task-attempt rows and write them in batches from a background thread."""
 

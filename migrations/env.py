@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import models.db_incidents  # its tables live on the same Base
+import models.db_remediation  # its tables live on the same Base
 import models.db_sources  # noqa: F401  (its tables live on the same Base)
 from models.db import Base
 

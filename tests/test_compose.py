@@ -34,6 +34,8 @@ EXPECTED_SERVICES = {
     "mendline-db",
     "migrate",
     "worker",
+    "prometheus",
+    "grafana",
 }
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
@@ -301,3 +303,113 @@ def test_mounted_deploy_files_exist(services: dict[str, dict[str, Any]]) -> None
                 if argument.startswith(target + "/"):
                     path = directory / argument.removeprefix(target + "/")
                     assert path.is_file(), f"{name!r} refers to {argument!r}; {path} is missing"
+
+
+# --- monitoring: Prometheus and Grafana -----------------------------------------------------
+
+
+def _mounted_file(service: dict[str, Any], container_path: str) -> Path:
+    """The repository file or directory a service mounts at ``container_path``."""
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith(".") and (
+            container_path == target or container_path.startswith(target + "/")
+        ):
+            return ROOT / source / container_path.removeprefix(target).lstrip("/")
+    raise AssertionError(f"nothing from the repository is mounted at {container_path}")
+
+
+def _flag(service: dict[str, Any], name: str) -> str:
+    for argument in _command_argv(service):
+        if argument.startswith(f"--{name}="):
+            return argument.split("=", 1)[1]
+    raise AssertionError(f"the command has no --{name}=…: {_command_argv(service)}")
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = services["worker"]
+    env = _environment(worker)
+    port = Settings.model_validate({"metrics_port": env.get("MENDLINE_METRICS_PORT")}).metrics_port
+    assert port, "the workers must serve /metrics (MENDLINE_METRICS_PORT is 0 or unset)"
+    assert str(port) in [str(p) for p in worker.get("expose", [])], "expose the metrics port"
+    assert "/metrics" in " ".join(worker["healthcheck"]["test"]), "health = /metrics answers"
+
+    prometheus = services["prometheus"]
+    config_path = _mounted_file(prometheus, _flag(prometheus, "config.file"))
+    config = yaml.safe_load(config_path.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = [
+        (name, sd["port"], job.get("metrics_path", "/metrics"))
+        for job in jobs.values()
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    ]
+    # Docker's DNS answers a service name with every replica: one DNS name finds them all.
+    assert ("worker", port, "/metrics") in targets, f"{config_path} does not scrape the workers"
+    for name, _, _ in targets:
+        assert name in services, f"{config_path} scrapes {name!r}, which is no compose service"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from tests.support.dashboards import DASHBOARDS, load_dashboards, panels
+
+    grafana = services["grafana"]
+    assert _depends_on(grafana).get("prometheus") == "service_healthy"
+    provisioning = _mounted_file(grafana, "/etc/grafana/provisioning")
+    sources = [
+        source
+        for path in sorted((provisioning / "datasources").glob("*.yml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+    ]
+    assert len(sources) == 1 and sources[0]["type"] == "prometheus"
+    url = urlsplit(sources[0]["url"])
+    assert url.hostname == "prometheus" and url.port == 9090, sources[0]["url"]
+    assert any(str(p).endswith(":9090") for p in services["prometheus"].get("ports", []))
+    uid = sources[0]["uid"]
+
+    providers = [
+        provider
+        for path in sorted((provisioning / "dashboards").glob("*.yml"))
+        for provider in yaml.safe_load(path.read_text())["providers"]
+    ]
+    assert providers, "no dashboard provider is provisioned"
+    for provider in providers:
+        folder = _mounted_file(grafana, provider["options"]["path"])
+        assert folder.resolve() == DASHBOARDS.resolve(), f"provider reads {folder}"
+    home = _environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", "")
+    assert _mounted_file(grafana, home).is_file(), f"home dashboard {home} is not mounted"
+
+    for file, dashboard in load_dashboards().items():
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"{file}: panel ids repeat"
+        for panel in panels(dashboard):
+            assert panel["datasource"]["uid"] == uid, f"{file}: {panel['title']!r} data source"
+            assert panel.get("targets"), f"{file}: {panel['title']!r} has no query"
+
+
+def test_dashboard_queries_name_metrics_that_exist() -> None:
+    from activities.metrics import MENDLINE_REGISTRY
+    from tests.support.dashboards import load_dashboards, metric_names, queries
+
+    mendline: set[str] = set()
+    for family in MENDLINE_REGISTRY.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        mendline.update(family.name + suffix for suffix in suffixes.get(family.type, [""]))
+    used: set[str] = set()
+    for file, dashboard in load_dashboards().items():
+        for where, expr in queries(dashboard):
+            names = metric_names(expr)
+            assert names, f"{file} {where}: no Mendline or Temporal metric in {expr!r}"
+            unknown = {n for n in names if n.startswith("mendline_")} - mendline
+            assert not unknown, f"{file} {where}: {sorted(unknown)} are not Mendline metrics"
+            used |= names
+    # Every Mendline metric has a panel, and so does the Temporal SDK. The SDK's names are
+    # checked against a real worker's /metrics in tests/test_metrics.py.
+    families = {name.removesuffix("_total").removesuffix("_bucket") for name in used}
+    missing = {family.name for family in MENDLINE_REGISTRY.collect()} - families
+    assert not missing, f"no dashboard panel shows {sorted(missing)}"
+    assert any(name.startswith("temporal_") for name in used)
