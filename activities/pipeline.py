@@ -24,6 +24,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.heartbeat import heartbeat_while
 from activities.storage import Database, utcnow
 from activities.tasks.base import (
@@ -119,6 +120,8 @@ class PipelineActivities:
             local_types=self.registry.pure_types(),
             reads=template_reads(spec),
             search_attributes=self.search_attributes,
+            remediation=request.remediation or self.settings.remediation,
+            environment=self.settings.environment,
         )
 
     def _find_pipeline_file(self, ref: str) -> Path:
@@ -190,6 +193,9 @@ class PipelineActivities:
             )
             with contextlib.suppress(Exception):
                 await self._record_end(attempt_row, info.is_local)
+            if attempt_row["status"] == "FAILED":
+                seconds = attempt_row["duration_ms"] / 1000
+                metrics.observe_task(request.pipeline, task.type, seconds, False, error_type)
             if isinstance(exc, ApplicationError | asyncio.CancelledError) or not isinstance(
                 exc, Exception
             ):
@@ -209,6 +215,7 @@ class PipelineActivities:
             records_out=result.records_out,
         )
         await self._record_end(attempt_row, info.is_local)
+        metrics.observe_task(request.pipeline, task.type, attempt_row["duration_ms"] / 1000, True)
         return result
 
     async def _record_end(self, row: dict[str, Any], is_local: bool) -> None:

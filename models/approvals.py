@@ -10,6 +10,8 @@ workflow sets the search attribute ``MendlinePendingApproval=true``, which is ho
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,6 +33,8 @@ class ApprovalRequest(BaseModel):
         editable_params: Parameters an approver may change, with their current values.
         timeout_seconds: How long to wait before ``on_timeout`` applies.
         on_timeout: What happens when nobody decides in time.
+        token_sha256: Hashes of the approvers' tokens (see the field).
+        param_action: Schema of editable params (a remediation action).
     """
 
     request_id: str
@@ -43,6 +47,12 @@ class ApprovalRequest(BaseModel):
     requested_at: datetime | None = None
     timeout_seconds: float = Field(86400.0, gt=0)
     on_timeout: TimeoutAction = "reject"
+    token_sha256: dict[str, str] = Field(default_factory=dict)
+    """Approver → SHA-256 of their approval token (HMAC-SHA256 of ``<request_id>|<approver>``
+    keyed with ``MENDLINE_APPROVAL_SECRET``); when set, a decision must carry the token.
+    Only hashes are stored, so history never holds a usable token."""
+    param_action: str | None = None
+    """The remediation action whose parameter schema edited params must fit."""
 
 
 class ApprovalDecision(BaseModel):
@@ -52,6 +62,9 @@ class ApprovalDecision(BaseModel):
     approver: str = Field(min_length=1, max_length=200)
     reason: str = Field("", max_length=2000)
     params: dict[str, Any] = Field(default_factory=dict)
+    token: str | None = Field(None, max_length=200)
+    """The approval token, when the request requires one (``mendline approvals approve``
+    computes it from ``MENDLINE_APPROVAL_SECRET``)."""
 
 
 class ApprovalOutcome(BaseModel):
@@ -74,3 +87,14 @@ class ApprovalStatus(BaseModel):
     history: list[ApprovalOutcome] = Field(default_factory=list)
     ignored: list[str] = Field(default_factory=list)
     """Signals that were invalid (signals cannot be refused, so they are recorded here)."""
+
+
+def approval_token(secret: str, request_id: str, approver: str) -> str:
+    """The approval token of ``approver`` for ``request_id``: HMAC-SHA256 of
+    ``<request_id>|<approver>`` keyed with ``secret`` (``MENDLINE_APPROVAL_SECRET``), hex.
+
+    A script computes the same with
+    ``printf '%s|%s' "$ID" alice | openssl dgst -sha256 -hmac "$SECRET"``.
+    """
+    message = f"{request_id}|{approver}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()

@@ -285,17 +285,8 @@ def load_pipeline_text(
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
             raise PipelineSpecError(
-                [
-                    SpecIssue(
-                        path="",
-                        message=f"not valid YAML: {problem}",
-                        line=mark.line + 1 if mark else None,
-                        hint=f"column {mark.column + 1}" if mark else "",
-                    )
-                ],
+                [yaml_issue(exc)],
                 source,
             ) from exc
         lines = _yaml_line_map(text)
@@ -613,3 +604,29 @@ def _yaml_line_map(text: str) -> dict[tuple[str | int, ...], int]:
     if root is not None:
         walk(root, ())
     return lines
+
+
+# --- shared by every YAML file Mendline reads (pipelines, alert rules, policies) --------------
+
+
+def yaml_issue(exc: yaml.YAMLError) -> SpecIssue:
+    """The located issue of a YAML syntax error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return SpecIssue(
+        path="",
+        message=f"not valid YAML: {problem}",
+        line=mark.line + 1 if mark else None,
+        hint=f"column {mark.column + 1}" if mark else "",
+    )
+
+
+def unreadable_issue(exc: OSError, what: str, hint: str) -> SpecIssue:
+    """The issue of a file that cannot be read (``what``: e.g. ``the rules file``)."""
+    return SpecIssue(path="", message=f"cannot read {what}: {exc.strerror or exc}", hint=hint)
+
+
+line_map = _yaml_line_map
+"""Public name of the YAML line map (path → line) used to locate issues."""
+line_for_loc = _line_for_loc
+"""Public name of the lookup of a validation location's line in a :data:`line_map`."""

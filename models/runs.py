@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -29,11 +29,21 @@ class TaskStatus(StrEnum):
     FAILED = "FAILED"
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    """Skipped by a remediation (``skip``), or downstream of a skipped task."""
 
 
 TERMINAL_TASK_STATUSES = frozenset(
-    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.UPSTREAM_FAILED, TaskStatus.CANCELLED}
+    {
+        TaskStatus.SUCCEEDED,
+        TaskStatus.FAILED,
+        TaskStatus.UPSTREAM_FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.SKIPPED,
+    }
 )
+
+RemediationMode = Literal["on", "off", "dry-run"]
 
 
 class ErrorInfo(BaseModel):
@@ -75,6 +85,10 @@ class TaskState(BaseModel):
     records_in: int | None = None
     records_out: int | None = None
     error: ErrorInfo | None = None
+    remediation: str | None = None
+    """The ``Remediation`` workflow started when the task failed for good."""
+    remediation_action: str | None = None
+    remediation_outcome: str | None = None
 
 
 class PipelineRunInput(BaseModel):
@@ -89,6 +103,7 @@ class PipelineRunInput(BaseModel):
         max_parallel: Bound on concurrently running tasks; default from the spec, then the
             worker's settings.
         run_id: Identifier recorded in telemetry; defaults to the workflow id.
+        remediation: ``on``, ``off`` or ``dry-run`` (see the field).
     """
 
     pipeline_ref: str | None = None
@@ -96,6 +111,9 @@ class PipelineRunInput(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     max_parallel: int | None = Field(None, ge=1, le=1000)
     run_id: str | None = None
+    remediation: RemediationMode | None = None
+    """What a task that fails for good starts: a ``Remediation`` (``on``), one that only
+    says what it would do (``dry-run``), or nothing (``off``); default MENDLINE_REMEDIATION."""
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineRunInput:
@@ -158,6 +176,7 @@ class ResolvePipelineInput(BaseModel):
     pipeline_ref: str | None = None
     pipeline: dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    remediation: RemediationMode | None = None
 
 
 class ResolvedPipeline(BaseModel):
@@ -173,6 +192,10 @@ class ResolvedPipeline(BaseModel):
     """For each task, the upstream tasks whose outputs its templates read."""
     search_attributes: bool = True
     """Whether the namespace has Mendline's search attributes (the worker checks at start)."""
+    remediation: RemediationMode = "off"
+    """The remediation mode in force (the run's, else the worker's MENDLINE_REMEDIATION)."""
+    environment: str = "production"
+    """The policy environment remediations are judged in (MENDLINE_ENVIRONMENT)."""
 
 
 class RunTaskInput(BaseModel):

@@ -6,6 +6,8 @@ ApprovalGate()`` in its ``__init__``, and calls ``await self._approvals.wait(req
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         ApprovalStatus,
     )
+    from models.remediation import RemediationAction, parameter_problems
 
 PENDING_APPROVAL_ATTR = SearchAttributeKey.for_bool("MendlinePendingApproval")
 
@@ -57,6 +60,22 @@ class ApprovalGate:
         if unknown:
             editable = ", ".join(sorted(self.pending.editable_params)) or "none"
             return f"params {unknown} cannot be set on this request (editable: {editable})"
+        if self.pending.param_action and decision.params:
+            problems = parameter_problems(
+                RemediationAction(self.pending.param_action), decision.params
+            )
+            if problems:
+                return "invalid params: " + "; ".join(problems)
+        expected = self.pending.token_sha256
+        if expected:
+            token = decision.token or ""
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            if not token or not hmac.compare_digest(digest, expected.get(decision.approver, "")):
+                return (
+                    f"missing or invalid approval token for {decision.approver!r}: sign "
+                    f"'{decision.request_id}|{decision.approver}' with MENDLINE_APPROVAL_SECRET "
+                    f"(HMAC-SHA256, hex); `mendline approvals approve` does it for you"
+                )
         return None
 
     def validate(self, decision: ApprovalDecision, approve: bool) -> None:

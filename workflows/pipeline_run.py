@@ -22,6 +22,7 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     RetryState,
     TimeoutError,
 )
@@ -30,6 +31,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.pipeline import HEARTBEAT_PERIOD_SECONDS, PipelineActivities
     from models import errors
     from models.pipeline import TaskSpec, topological_order
+    from models.remediation import (
+        DecisionState,
+        ExecutionResult,
+        FailureContext,
+        RemediationInput,
+    )
     from models.runs import (
         TERMINAL_TASK_STATUSES,
         CancelRunRequest,
@@ -48,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskStatus,
     )
+    from workflows.failures import run_failure
 
 PIPELINE_ATTR = SearchAttributeKey.for_keyword("MendlinePipeline")
 RUN_STATUS_ATTR = SearchAttributeKey.for_keyword("MendlineRunStatus")
@@ -125,6 +133,7 @@ class PipelineRun:
                     pipeline_ref=request.pipeline_ref,
                     pipeline=request.pipeline,
                     params=request.params,
+                    remediation=request.remediation,
                 ),
                 start_to_close_timeout=BOOKKEEPING_TIMEOUT,
                 retry_policy=RESOLVE_RETRY,
@@ -236,6 +245,8 @@ class PipelineRun:
                 dep_states = [statuses[d].status for d in task.depends_on]
                 if self._cancel is not None:
                     self._mark(name, TaskStatus.CANCELLED)
+                elif any(s == TaskStatus.SKIPPED for s in dep_states):
+                    self._mark(name, TaskStatus.SKIPPED)
                 elif any(
                     s in TERMINAL_TASK_STATUSES and s != TaskStatus.SUCCEEDED for s in dep_states
                 ):
@@ -262,6 +273,75 @@ class PipelineRun:
         return outputs
 
     async def _run_task(
+        self, task: TaskSpec, resolved: ResolvedPipeline, upstream: dict[str, TaskOutput]
+    ) -> RunTaskResult:
+        """Run a task; when it fails for good, let a ``Remediation`` decide what happens."""
+        try:
+            return await self._attempt(task, resolved, upstream)
+        # A local activity's failure arrives as the ApplicationError itself.
+        except (ActivityError, ApplicationError) as err:
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if (
+                resolved.remediation == "off"
+                or self._cancel is not None
+                or isinstance(cause, CancelledError)
+                or not workflow.patched("remediation")
+            ):
+                raise
+            executed = await self._remediate(task, resolved, err)
+            if executed is None or executed.task_outcome not in ("retry", "skip"):
+                raise
+            if executed.task_outcome == "skip":
+                raise TaskSkipped(executed.detail) from err
+        # The remediation says: run it again (after a delay, with tuned parameters).
+        delay = executed.parameters.get("delay_seconds")
+        if delay:
+            await workflow.sleep(float(delay), summary=f"backoff before retrying {task.name}")
+        return await self._attempt(_tuned(task, executed.parameters), resolved, upstream)
+
+    async def _remediate(
+        self, task: TaskSpec, resolved: ResolvedPipeline, err: ActivityError | ApplicationError
+    ) -> ExecutionResult | None:
+        task_state = self._state.tasks[task.name]
+        info = _error_info(err)
+        source = task.params.get("source") if task.type == "scrape" else None
+        wid = f"remediation/{self._state.run_id}/{task.name}"
+        task_state.remediation = wid
+        failure = FailureContext(
+            kind="task",
+            pipeline=resolved.spec.name,
+            run_id=self._state.run_id,
+            task=task.name,
+            task_type=task.type,
+            source=source if isinstance(source, str) else None,
+            error_type=info.type,
+            error_class=run_failure(err).error_class,
+            message=info.message,
+            attempts=_attempts(err, self._max_attempts.get(task.name, 1)),
+            params=task.params,
+            at=workflow.now(),
+        )
+        try:
+            decision: DecisionState = await workflow.execute_child_workflow(
+                "Remediation",
+                RemediationInput(
+                    failure=failure,
+                    environment=resolved.environment,
+                    dry_run=resolved.remediation == "dry-run",
+                ),
+                id=wid,
+                result_type=DecisionState,
+                static_summary=f"remediate {resolved.spec.name}/{task.name}: {info.type}",
+            )
+        except ChildWorkflowError as exc:
+            task_state.remediation_outcome = f"the remediation failed: {exc.cause or exc}"
+            return None
+        executed = decision.executed
+        task_state.remediation_action = executed.action.value if executed else None
+        task_state.remediation_outcome = decision.outcome
+        return executed
+
+    async def _attempt(
         self, task: TaskSpec, resolved: ResolvedPipeline, upstream: dict[str, TaskOutput]
     ) -> RunTaskResult:
         task_state = self._state.tasks[task.name]
@@ -332,6 +412,9 @@ class PipelineRun:
         if isinstance(err, ActivityError) and isinstance(err.cause, CancelledError):
             task_state.status = TaskStatus.CANCELLED
             return
+        if isinstance(err, TaskSkipped):
+            task_state.status = TaskStatus.SKIPPED
+            return
         task_state.status = TaskStatus.FAILED
         task_state.error = _error_info(err)
         task_state.attempts = _attempts(err, self._max_attempts.get(name, 1))
@@ -379,6 +462,24 @@ class PipelineRun:
             retry_policy=BOOKKEEPING_RETRY,
             summary="record run",
         )
+
+
+class TaskSkipped(Exception):
+    """A remediation decided to skip the task (and its downstream tasks)."""
+
+
+def _tuned(task: TaskSpec, parameters: dict[str, Any]) -> TaskSpec:
+    """The task with a remediation's ``tune`` parameters applied."""
+    changes: dict[str, Any] = {}
+    if "timeout_seconds" in parameters:
+        changes["timeout"] = float(parameters["timeout_seconds"])
+    if "max_attempts" in parameters:
+        changes["retry"] = task.retry.model_copy(
+            update={"max_attempts": int(parameters["max_attempts"])}
+        )
+    if "batch_size" in parameters and "batch_size" in task.params:
+        changes["params"] = {**task.params, "batch_size": int(parameters["batch_size"])}
+    return task.model_copy(update=changes) if changes else task
 
 
 def _error_info(err: BaseException) -> ErrorInfo:

@@ -15,11 +15,12 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from models.approvals import ApprovalDecision, ApprovalOutcome, ApprovalStatus
+from models.approvals import ApprovalDecision, ApprovalOutcome, ApprovalStatus, approval_token
 from workers.cli.common import (
     cli_client,
     console,
     fail,
+    get_settings,
     parse_param,
     print_json,
     run_async,
@@ -104,15 +105,33 @@ def show(
     print_json(status.model_dump(mode="json"))
 
 
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Approval token (HMAC-SHA256 of 'REQUEST_ID|APPROVER'); computed from "
+        "MENDLINE_APPROVAL_SECRET when that is set."
+    ),
+]
+
+
 def _decide(
-    request_id: str, approve: bool, approver: str, reason: str, params: list[str] | None
+    request_id: str,
+    approve: bool,
+    approver: str,
+    reason: str,
+    params: list[str] | None,
+    token: str | None = None,
 ) -> None:
     wid = _workflow_of(request_id)
+    secret = get_settings().approval_secret
+    if token is None and secret is not None:
+        token = approval_token(secret.get_secret_value(), request_id, approver)
     decision = ApprovalDecision(
         request_id=request_id,
         approver=approver,
         reason=reason,
         params=dict(parse_param(p) for p in params or []),
+        token=token,
     )
 
     async def go() -> ApprovalOutcome:
@@ -142,9 +161,10 @@ def approve(
         list[str] | None,
         typer.Option("--param", help="key=value to change on approval (repeatable)."),
     ] = None,
+    token: TokenOpt = None,
 ) -> None:
     """Approve a pending request (the workflow's `approve` update; refused with the reason if invalid)."""
-    _decide(request_id, True, approver, reason, param)
+    _decide(request_id, True, approver, reason, param, token)
 
 
 @approvals_app.command("reject")
@@ -152,6 +172,7 @@ def reject(
     request_id: Annotated[str, typer.Argument(help="Request id from `approvals list`.")],
     approver: Annotated[str, typer.Option("--as", help="Who rejects (recorded).")],
     reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    token: TokenOpt = None,
 ) -> None:
     """Reject a pending request."""
-    _decide(request_id, False, approver, reason, None)
+    _decide(request_id, False, approver, reason, None, token)

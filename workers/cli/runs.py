@@ -99,12 +99,21 @@ def run(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    remediation: Annotated[
+        str | None,
+        typer.Option(
+            help="A task that fails for good starts a Remediation: on, off, or dry-run (it says "
+            "what it would do). Default: the worker's MENDLINE_REMEDIATION."
+        ),
+    ] = None,
 ) -> None:
     """Start a pipeline run as a PipelineRun workflow.
 
     The file is validated here first, so mistakes are reported with file and line before
     anything starts. With --wait the exit code is 0 only when the run SUCCEEDED.
     """
+    if remediation not in (None, "on", "off", "dry-run"):
+        fail(f"--remediation must be on, off or dry-run, got {remediation!r}", 2)
     spec = load_spec_file(pipeline)
     params = dict(parse_param(p) for p in param or [])
     try:
@@ -117,6 +126,7 @@ def run(
         pipeline=None if by_ref else json.loads(pipeline_json(spec)),
         params=params,
         max_parallel=max_parallel,
+        remediation=remediation,
     )
     wid = workflow_id or f"pipeline/{spec.name}/{uuid.uuid4().hex[:8]}"
     code = run_async(_start(settings.task_queue, wid, run_input, wait, as_json, spec.name))
@@ -132,7 +142,7 @@ async def _start(
 ) -> int:
     settings = get_settings()
     try:
-        client = await connect(settings)
+        client = await connect(settings, sdk_metrics=False)
     except TemporalUnavailableError as exc:
         fail(str(exc))
     try:
@@ -198,6 +208,20 @@ def print_state(
             f"{task.error.type}: {task.error.message}"[:160] if task.error else "",
         )
     console.print(table)
+    for task in state.tasks.values():
+        if task.remediation:
+            what = task.remediation_action or "deciding…"
+            outcome = f": {task.remediation_outcome}" if task.remediation_outcome else ""
+            console.print(
+                f"remediation of {task.name}: {escape(task.remediation)} → {what}{escape(outcome)}",
+                highlight=False,
+            )
+            if not task.remediation_action:
+                console.print(
+                    f"  waiting? `mendline approvals list`; its state: temporal workflow query "
+                    f"--workflow-id '{task.remediation}' --type decision",
+                    highlight=False,
+                )
     if state.outputs:
         console.print("outputs: " + json.dumps(state.outputs, default=str))
     if state.error:
