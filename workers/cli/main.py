@@ -8,7 +8,19 @@ import traceback
 
 import typer
 
-from workers.cli import approvals, demo, ops, runs, sources
+from workers.cli import (
+    alerts,
+    approvals,
+    audit,
+    demo,
+    model,
+    monitor,
+    ops,
+    report,
+    runs,
+    sources,
+    supervision,
+)
 
 app = typer.Typer(
     name="mendline",
@@ -33,12 +45,19 @@ app.command()(runs.state)
 app.command()(runs.cancel)
 app.command()(sources.scout)
 app.command()(sources.extract)
+app.command()(report.report)
+supervision.register(sources.source_app)
 app.add_typer(sources.source_app, name="source")
 app.add_typer(approvals.approvals_app, name="approvals")
+app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(alerts.incidents_app, name="incidents")
+app.add_typer(monitor.monitor_app, name="monitor")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.telemetry_app, name="telemetry")
 app.add_typer(ops.db_app, name="db")
 app.add_typer(demo.demo_app, name="demo")
+app.add_typer(model.model_app, name="model")
+app.add_typer(audit.audit_app, name="audit")
 
 
 def main() -> None:
