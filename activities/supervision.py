@@ -17,20 +17,21 @@ version they replace), so a retried activity or a worker killed mid-repair dupli
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 import scrapers
 from activities import metrics
+from activities.agent.patcher import propose_patch
 from activities.fetch import looks_script_built
 from activities.heartbeat import heartbeating
 from activities.sources import SANDBOX, SourceActivities
 from activities.storage import utcnow
 from models.breakage import assess_run
 from models.scraper import Page, ValidationReport
-from models.sources import ScrapeStats, SourceStatus
+from models.sources import ScraperVersionInfo, ScrapeStats, SourceStatus
 from models.supervisor import (
     DiagnoseRequest,
     Diagnosis,
@@ -204,6 +205,11 @@ class SupervisionActivities(SourceActivities):
             last_good_records=len(good),
             script_built=script_built,
             findings=findings,
+            llm_provider=(
+                None
+                if self.settings.agent_provider == "heuristic"
+                else self.settings.agent_provider
+            ),
         )
 
     @activity.defn(name="patch_scraper")
@@ -229,6 +235,53 @@ class SupervisionActivities(SourceActivities):
             return PatchResult(error=str(exc), notes=exc.tried)
         except scrapers.ScraperError as exc:
             return PatchResult(error=f"{type(exc).__name__}: {exc}")
+        return await self._store_patch(request, old, result)
+
+    @activity.defn(name="llm_patch_scraper")
+    @heartbeating
+    async def llm_patch_scraper(self, request: PatchRequest) -> PatchResult:
+        """Ask the configured language model where the fields live now, when the doctor's own
+        patch found nothing or failed staging (:func:`activities.agent.patcher.propose_patch`).
+
+        The answer is held to the checks of the doctor's own patch and stored as a version
+        authored ``llm``; every call and its tokens are in ``attempts``. A provider that
+        fails or answers nonsense twice yields a result with ``error``, never an exception.
+        """
+        old = await self._store(self.store.get_version, request.source, request.active_version)
+        good = await self._last_good(request.source, request.last_good_run_id)
+        if not good:
+            return PatchResult(
+                author="llm", error="no last-good records to show the language model"
+            )
+        pages, _ = await self._load_pages(request.pages)
+        proposal = await propose_patch(old.spec, pages, good, self.settings)
+        for attempt in proposal.attempts:
+            metrics.add_llm_tokens(
+                attempt.provider, attempt.prompt_tokens + attempt.completion_tokens
+            )
+        if proposal.result is None:
+            return PatchResult(
+                author="llm",
+                error=proposal.error or "the language model proposed no patch",
+                notes=proposal.notes,
+                attempts=proposal.attempts,
+            )
+        patched = await self._store_patch(request, old, proposal.result, author="llm")
+        if patched.unchanged:  # the active scraper, which the doctor already found wanting
+            patched = PatchResult(
+                author="llm", error="the language model proposed the active scraper unchanged"
+            )
+        return patched.model_copy(update={"notes": proposal.notes, "attempts": proposal.attempts})
+
+    async def _store_patch(
+        self,
+        request: PatchRequest,
+        old: ScraperVersionInfo,
+        result: scrapers.RepairResult,
+        *,
+        author: Literal["doctor", "llm"] = "doctor",
+    ) -> PatchResult:
+        """Store a checked patch as a new version (once per spec hash)."""
         spec = result.spec
         if request.rendered and not spec.render:
             spec = spec.model_copy(update={"render": True})
@@ -237,13 +290,14 @@ class SupervisionActivities(SourceActivities):
                 unchanged=True,
                 confidence=result.confidence,
                 notes=result.notes,
+                author=author,
             )
         module = scrapers.render_module(spec)
         version = await self._store(
             self.store.add_version,
             request.source,
             spec,
-            "doctor",
+            author,
             result.confidence,
             module,
             old.sha256,
@@ -254,6 +308,7 @@ class SupervisionActivities(SourceActivities):
             anchored_fields=result.anchored_fields,
             lost_fields=result.lost_fields,
             notes=result.notes,
+            author=author,
         )
 
     @activity.defn(name="validate_repair")

@@ -63,7 +63,8 @@ class Settings(BaseSettings):
         agent_provider: Who writes remediation plans: ``heuristic`` (the deterministic
             playbook recommender, no network), ``openai`` (any OpenAI-compatible endpoint)
             or ``ollama``. A language model's invalid or failed answer is replaced by the
-            heuristic plan.
+            heuristic plan. With a language model, the scraper doctor also asks it for a
+            patch when its own re-anchoring patch fails.
         llm_base_url: The language model's endpoint: an OpenAI-compatible ``…/v1`` URL, or
             the Ollama server (unset: OpenAI's API, or ``http://127.0.0.1:11434``).
         llm_model: The model to ask (required for ``openai`` and ``ollama``).
@@ -72,8 +73,9 @@ class Settings(BaseSettings):
             ``json_schema`` (OpenAI structured outputs) or ``json_object_schema``
             (llama.cpp's server: ``{"type": "json_object", "schema": …}``).
         llm_timeout: Seconds for one language-model call (a plan makes at most two).
-        llm_token_budget: Most tokens (prompt + answer, all calls) one remediation may
-            spend on the language model; past it the heuristic plan is used.
+        llm_token_budget: Most tokens (prompt + answer, all calls) one remediation, or one
+            scraper repair, may spend on the language model; past it the heuristic plan is
+            used (a repair asks no more).
         runbooks: The runbooks directory agents retrieve from (unset: Mendline's
             ``runbooks/``).
         remediation: What a pipeline task that fails for good starts: ``on`` (a

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from models.breakage import Baseline, BreakageKind, Verdict
 from models.health import HealthState, HealthTransition, SourceHealth
+from models.remediation import PlanAttempt
 from models.scraper import ValidationReport
 from models.sources import PageRef, PromotionDecision, ScraperVersionInfo, ScrapeStats
 
@@ -208,6 +209,8 @@ class Diagnosis(BaseModel):
         last_good_records: How many records that run has in silver.
         script_built: The static page evidently builds its content with scripts.
         findings: Human sentences.
+        llm_provider: The language-model provider the doctor may ask for a patch when its
+            own fails (``MENDLINE_AGENT_PROVIDER``); None with the heuristic agent.
     """
 
     pages: list[PageRef]
@@ -219,6 +222,7 @@ class Diagnosis(BaseModel):
     last_good_records: int = 0
     script_built: bool = False
     findings: list[str] = Field(default_factory=list)
+    llm_provider: str | None = None
 
 
 class PatchRequest(BaseModel):
@@ -243,6 +247,8 @@ class PatchResult(BaseModel):
         lost_fields: Fields that could not be re-located.
         notes: What was tried.
         error: Why no patch could be made.
+        author: Who wrote the patch: ``doctor`` (re-anchoring, no LLM) or ``llm``.
+        attempts: The language-model calls behind an ``llm`` patch, with token usage.
     """
 
     version: ScraperVersionInfo | None = None
@@ -252,6 +258,13 @@ class PatchResult(BaseModel):
     lost_fields: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
+    author: Literal["doctor", "llm"] = "doctor"
+    attempts: list[PlanAttempt] = Field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        """Language-model tokens this patch cost (prompt plus answer, every call)."""
+        return sum(a.prompt_tokens + a.completion_tokens for a in self.attempts)
 
 
 class RepairValidateRequest(BaseModel):

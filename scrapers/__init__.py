@@ -30,7 +30,7 @@ from scrapers.errors import (
 )
 from scrapers.extract import extract_records, next_page
 from scrapers.render import render_module
-from scrapers.repair import RepairFailedError, RepairResult, repair_spec
+from scrapers.repair import RepairFailedError, RepairResult, assess_candidate, repair_spec
 from scrapers.runtime.decode import decode_body
 from scrapers.sandbox import SandboxLimits, extract_isolated
 from scrapers.scout import build_spec, scout
@@ -48,6 +48,7 @@ __all__ = [
     "ScraperError",
     "SelectorNotFoundError",
     "SpecError",
+    "assess_candidate",
     "build_spec",
     "decode_body",
     "extract_isolated",

@@ -40,6 +40,7 @@ from models.scraper import (
     ScraperKind,
     ScraperSpec,
     SeedPage,
+    SpecAuthor,
     SpecMeta,
     Transform,
 )
@@ -55,7 +56,7 @@ from scrapers.repair_checks import health, misplaced, overlap
 from scrapers.scout import build_spec, scout
 from scrapers.scout.document import ScoutDocument
 
-__all__ = ["RepairFailedError", "RepairResult", "repair_spec"]
+__all__ = ["RepairFailedError", "RepairResult", "assess_candidate", "repair_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,61 @@ def repair_spec(
     spec = _learn(old, pages, anchors, notes)
     if used:
         spec = _restore_affixes(spec, used, notes)
+    return _verify(old, spec, pages, good, anchors, notes, min_overlap)
+
+
+def assess_candidate(
+    old: ScraperSpec,
+    candidate: ScraperSpec,
+    pages: list[Page],
+    last_good: list[dict[str, Any]],
+    *,
+    min_overlap: float = 0.3,
+) -> RepairResult:
+    """Hold a patch proposed elsewhere (a language model, a person) to the checks
+    :func:`repair_spec` applies to its own: a field reading another field's data is
+    refused, records must be found, and the last-good key values still shown on the pages
+    must come back at least ``min_overlap`` of the time. The confidence is computed the
+    same way, so the promotion policy judges both kinds of patch alike.
+
+    Raises:
+        RepairFailedError: The candidate fails a check (the message says which and why).
+        ValueError: No pages were given.
+    """
+    if not pages:
+        raise ValueError("assess_candidate needs at least one new page")
+    notes: list[str] = []
+    names = [item.name for item in old.fields]
+    good = [record for record in last_good if any(flat_norms(record.get(n)) for n in names)]
+    if not good:
+        raise RepairFailedError(
+            f"spec {old.name!r}: none of the {len(last_good)} last-good records has a value "
+            f"for the fields {names}; nothing to check the candidate against"
+        )
+    anchors = _anchor(old, pages, good)
+    affixed = {n: a for n, a in affixes_of(old, good).items() if n not in anchors.fields}
+    if affixed:
+        anchors = _anchor(old, pages, good, affixed)
+    if not anchors.fields:
+        raise RepairFailedError(
+            f"spec {old.name!r}: none of the {len(good)} last-good records' values appear on "
+            f"the new pages, so a candidate cannot be checked against them",
+            tried=notes,
+        )
+    return _verify(old, candidate, pages, good, anchors, notes, min_overlap)
+
+
+def _verify(
+    old: ScraperSpec,
+    spec: ScraperSpec,
+    pages: list[Page],
+    good: list[dict[str, Any]],
+    anchors: Anchors,
+    notes: list[str],
+    min_overlap: float,
+) -> RepairResult:
+    """Check a re-learned or proposed spec against the last-good records and score it."""
+    names = [item.name for item in old.fields]
     records = _extract(spec, pages, notes)
     refused = misplaced(spec, records, good)
     if refused:
@@ -171,20 +227,21 @@ def repair_spec(
         kept = [item for item in spec.fields if item.name not in refused]
         if not kept:
             raise RepairFailedError(
-                f"spec {old.name!r}: every re-learned field reads another field's data", tried=notes
+                f"spec {old.name!r}: every field of the patched spec reads another field's data",
+                tried=notes,
             )
-        spec = _with_fields(spec, kept, old)
+        spec = _with_fields(spec, kept, old, author=spec.meta.author, notes=spec.meta.notes)
         records = _extract(spec, pages, notes)
     if not records:
         raise RepairFailedError(
-            f"spec {old.name!r}: the re-learned spec finds no records on the new pages",
+            f"spec {old.name!r}: the patched spec finds no records on the new pages",
             tried=notes,
         )
     reproduced = overlap(spec, records, good, anchors)
     notes.append(f"overlap with the last-good records: {reproduced:.0%}")
     if reproduced < min_overlap:
         raise RepairFailedError(
-            f"spec {old.name!r}: the re-learned spec returns {reproduced:.0%} of the last-good "
+            f"spec {old.name!r}: the patched spec returns {reproduced:.0%} of the last-good "
             f"values still shown on the pages (at least {min_overlap:.0%} needed); repair "
             f"by hand or give examples",
             tried=notes,
@@ -445,7 +502,14 @@ def _merge(old: ScraperSpec, learned: ScraperSpec) -> ScraperSpec:
     return _with_fields(spec, fields, old)
 
 
-def _with_fields(spec: ScraperSpec, fields: list[FieldSpec], old: ScraperSpec) -> ScraperSpec:
+def _with_fields(
+    spec: ScraperSpec,
+    fields: list[FieldSpec],
+    old: ScraperSpec,
+    *,
+    author: SpecAuthor = "heuristic",
+    notes: str = "",
+) -> ScraperSpec:
     names = {item.name for item in fields}
     expectations = spec.expectations.model_copy(
         update={"fill_rates": {k: v for k, v in spec.expectations.fill_rates.items() if k in names}}
@@ -453,9 +517,9 @@ def _with_fields(spec: ScraperSpec, fields: list[FieldSpec], old: ScraperSpec) -
     meta = SpecMeta(
         version=old.meta.version + 1,
         parent_sha=old.sha256(),
-        author="heuristic",
+        author=author,
         created_at=datetime.now(UTC),
-        notes=f"repaired from version {old.meta.version} by re-anchoring last-good values",
+        notes=notes or f"repaired from version {old.meta.version} by re-anchoring last-good values",
     )
     return ScraperSpec.model_validate(
         {

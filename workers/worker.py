@@ -226,6 +226,7 @@ def create_worker(
         sources.record_source_event,
         sources.diagnose_source,
         sources.patch_scraper,
+        sources.llm_patch_scraper,
         sources.validate_repair,
         sources.rollback_scraper,
         sources.rollback_target,

@@ -3,7 +3,9 @@
 Started by a ``SourceSupervisor`` when a run shows drift (or by ``fix``). The default patch
 needs no LLM: the scraper is re-learned on the live page, anchored on the last good records
 and their field names (:func:`scrapers.repair_spec`); a static page that lost its content to
-scripts is rendered and patched again. The candidate is validated in staging against the
+scripts is rendered and patched again. When that finds nothing or fails staging and a
+language model is configured, it is asked for the fields' new locations
+(:func:`activities.agent.patcher.propose_patch`), and its patch is held to the same checks. The candidate is validated in staging against the
 last good output and is never promoted when it does worse. Low confidence or a schema change
 waits for a person (the shared approval mechanism: ``approve``/``reject`` updates and
 signals, ``approval`` query). When no patch passes, the previous version is tried again and
@@ -13,7 +15,10 @@ rolled back to if it works; otherwise the repair fails and the supervisor decide
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -48,6 +53,9 @@ with workflow.unsafe.imports_passed_through():
         STEP_TIMEOUT,
     )
 
+LLM_PATCH_TIMEOUT = timedelta(minutes=5)
+"""A language model's patch: two calls (ask, re-ask) and checking each answer."""
+LLM_PATCH_RETRY = RetryPolicy(maximum_attempts=2)
 REPAIR_APPROVAL_TIMEOUT_SECONDS = 86400.0
 """A repair waiting for a person is rejected after a day (the source stays degraded)."""
 
@@ -121,20 +129,49 @@ class DoctorRepair(ApprovalHandlers):
         state.patch = patch
         if patch.unchanged:
             return await self._not_needed(request, diagnosis)
-        if patch.version is None:
-            return await self._fall_back(request, f"no patch: {patch.error}")
-
-        candidate = patch.version.version
-        state.step = RepairStep.VALIDATING
-        report = await self._validate(request, candidate)
-        state.report = report
+        candidate = patch.version.version if patch.version else None
+        report: ValidationReport | None = None
+        if candidate is not None:
+            state.step = RepairStep.VALIDATING
+            report = await self._validate(request, candidate)
+            state.report = report
+        why = (
+            f"no patch: {patch.error}"
+            if candidate is None or report is None
+            else f"patch v{candidate} failed validation against the last good output: "
+            + "; ".join(report.problems() or ["no records"])
+        )
+        if (
+            (report is None or not report.passed)
+            and state.diagnosis.llm_provider
+            and workflow.patched("doctor-asks-llm")
+        ):
+            # The doctor's own patch did not do: a configured language model may propose one,
+            # held to the same checks and the same staging validation.
+            state.step = RepairStep.PATCHING
+            proposed = await self._llm_patch(request, state.diagnosis)
+            notes = [*patch.notes, f"own patch: {why}", *proposed.notes]
+            if proposed.version is None:
+                why = f"{why}; {state.diagnosis.llm_provider}: {proposed.error}"
+                state.patch = patch.model_copy(
+                    update={"notes": notes, "attempts": proposed.attempts}
+                )
+            else:
+                patch = proposed.model_copy(update={"notes": notes})
+                state.patch = patch
+                candidate = patch.version.version if patch.version else None
+                state.step = RepairStep.VALIDATING
+                report = await self._validate(request, proposed.version.version)
+                state.report = report
+                why = (
+                    f"{state.diagnosis.llm_provider} patch v{candidate} failed validation "
+                    "against the last good output: "
+                    + "; ".join(report.problems() or ["no records"])
+                )
+        if candidate is None or report is None or patch.version is None:
+            return await self._fall_back(request, why)
         if not report.passed:
-            return await self._fall_back(
-                request,
-                f"patch v{candidate} failed validation against the last good output: "
-                + "; ".join(report.problems() or ["no records"]),
-                candidate=candidate,
-            )
+            return await self._fall_back(request, why, candidate=candidate)
 
         decision = await workflow.execute_activity_method(
             SupervisionActivities.decide_promotion,
@@ -159,6 +196,7 @@ class DoctorRepair(ApprovalHandlers):
                         "fields": [f.name for f in patch.version.spec.fields],
                         "lost_fields": patch.lost_fields,
                         "confidence": patch.confidence,
+                        "author": patch.author,
                         "records": report.total_records,
                         "fill_rates": report.fill_rates,
                         "samples": report.samples[:3],
@@ -189,8 +227,9 @@ class DoctorRepair(ApprovalHandlers):
         return self._report(
             request,
             "promoted",
-            f"patched v{diagnosis.active_version} → v{candidate} "
-            f"(confidence {patch.confidence:.2f}, {report.total_records} records on the live "
+            f"patched v{diagnosis.active_version} → v{candidate}"
+            + (f" by {state.diagnosis.llm_provider}" if patch.author == "llm" else "")
+            + f" (confidence {patch.confidence:.2f}, {report.total_records} records on the live "
             f"page){lost}",
             active=candidate,
             candidate=candidate,
@@ -293,6 +332,25 @@ class DoctorRepair(ApprovalHandlers):
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=STEP_RETRY,
             summary="patch: re-learn the scraper anchored on the last good records",
+        )
+
+    async def _llm_patch(self, request: DoctorRepairInput, diagnosis: Diagnosis) -> PatchResult:
+        return await workflow.execute_activity_method(
+            SupervisionActivities.llm_patch_scraper,
+            PatchRequest(
+                source=request.source,
+                number=request.number,
+                pages=diagnosis.pages,
+                active_version=diagnosis.active_version,
+                last_good_run_id=request.last_good_run_id,
+                rendered=diagnosis.rendered,
+            ),
+            start_to_close_timeout=LLM_PATCH_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            # Provider failures come back in the result; a retry is for a lost worker only,
+            # and costs tokens again.
+            retry_policy=LLM_PATCH_RETRY,
+            summary=f"patch: ask {diagnosis.llm_provider} where the fields live now",
         )
 
     async def _validate(self, request: DoctorRepairInput, version: int) -> ValidationReport:

@@ -52,14 +52,25 @@ class ChatRequest:
         features: Telemetry features.
         prediction: The failure predictor's output.
         retrieved: Runbooks and incidents retrieved (the schema lets the answer cite them).
+        json_schema: The answer's schema when it is not a remediation plan (the doctor's
+            scraper patches); None: the plan schema for ``retrieved``.
+        schema_name: The name sent with ``json_schema``.
     """
 
     messages: list[ChatMessage]
     max_tokens: int
-    context: FailureContext
-    features: Features
-    prediction: Prediction
+    context: FailureContext | None = None
+    features: Features | None = None
+    prediction: Prediction | None = None
     retrieved: Retrieved = field(default_factory=lambda: Retrieved(runbooks=[], incidents=[]))
+    json_schema: dict[str, Any] | None = None
+    schema_name: str = "RemediationPlan"
+
+    def schema(self, *, strict: bool) -> dict[str, Any]:
+        """The JSON schema the answer must follow."""
+        if self.json_schema is not None:
+            return self.json_schema
+        return plan_schema(self.retrieved.runbook_ids, self.retrieved.incident_ids, strict=strict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,11 @@ class HeuristicProvider:
     uses_tokens = False
 
     async def complete(self, request: ChatRequest) -> Completion:
+        if request.context is None or request.features is None or request.prediction is None:
+            raise ProviderError(
+                self.name,
+                f"the heuristic writes remediation plans only, not {request.schema_name}",
+            )
         plan = recommend(request.context, request.features, request.prediction, request.retrieved)
         return Completion(text=plan.model_dump_json(), model=self.model)
 
@@ -145,14 +161,13 @@ class OpenAIProvider:
         )
 
     def _response_format(self, request: ChatRequest) -> dict[str, Any]:
-        ids = request.retrieved.runbook_ids, request.retrieved.incident_ids
         if self.response_format == "json_schema":
-            schema = plan_schema(*ids, strict=True)
+            schema = request.schema(strict=True)
             return {
                 "type": "json_schema",
-                "json_schema": {"name": "RemediationPlan", "schema": schema, "strict": True},
+                "json_schema": {"name": request.schema_name, "schema": schema, "strict": True},
             }
-        return {"type": "json_object", "schema": plan_schema(*ids, strict=False)}
+        return {"type": "json_object", "schema": request.schema(strict=False)}
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
@@ -217,9 +232,7 @@ class OllamaProvider:
         self._client = ollama.AsyncClient(host=host, timeout=timeout)
 
     async def complete(self, request: ChatRequest) -> Completion:
-        schema = plan_schema(
-            request.retrieved.runbook_ids, request.retrieved.incident_ids, strict=False
-        )
+        schema = request.schema(strict=False)
         try:
             response = await self._client.chat(
                 model=self.model,

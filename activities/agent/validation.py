@@ -36,7 +36,12 @@ _FENCE = re.compile(r"\A```(?:json|JSON)?\s*\n?(?P<body>.*?)\n?```\Z", re.S)
 ALLOWED = ", ".join(a.value for a in RemediationAction)
 
 
-def _loads(raw: str) -> Any:
+def load_answer(raw: str) -> Any:
+    """The JSON value in a model's answer (one markdown code fence around it is tolerated).
+
+    Raises:
+        PlanValidationError: The answer is empty or not JSON.
+    """
     text = raw.strip()
     if match := _FENCE.match(text):
         text = match.group("body").strip()
@@ -78,7 +83,7 @@ def parse_plan(raw: str, *, runbooks: Sequence[str], incidents: Sequence[int]) -
     Raises:
         PlanValidationError: With every problem found.
     """
-    data = _loads(raw)
+    data = load_answer(raw)
     if not isinstance(data, dict):
         raise PlanValidationError([f"the answer must be a JSON object, got {type(data).__name__}"])
     problems: list[str] = []
