@@ -8,6 +8,7 @@ is an upsert on a natural key, so a retried activity never duplicates a row.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import zlib
@@ -118,6 +119,20 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(
+    dialect: str, table: Table, keys: tuple[str, ...], update: tuple[str, ...]
+) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE/NOTHING`` for one row, built once per shape."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = insert(table)
+    if update:
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+        )
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
+
+
 def upsert(
     conn: Connection | Session,
     table: Table,
@@ -140,18 +155,10 @@ def upsert(
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     dialect = bind.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        # Large batches are split so SQLite's bound-parameter limit is never reached.
-        chunk = max(1, 30000 // max(1, len(columns)))
-        for start in range(0, len(values), chunk):
-            stmt = insert(table).values(list(values[start : start + chunk]))
-            if update:
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
-                )
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-            conn.execute(stmt)
+        # One single-row statement executed with every row: SQLAlchemy compiles it once and
+        # caches it (a multi-row VALUES statement is a new statement for every batch size,
+        # and compiling it cost more than the database's work); the driver batches the rows.
+        conn.execute(_upsert_statement(dialect, table, tuple(keys), tuple(update)), values)
         return
     for row in values:
         where = [table.c[k] == row[k] for k in keys]

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
             database and passed downstream by reference, keeping history payloads small.
         max_concurrent_activities: Worker slots for regular activities.
         max_concurrent_local_activities: Worker slots for local activities.
+        max_cached_workflows: Workflows a worker keeps in memory between their tasks (every
+            source's supervisor is one); an evicted one is replayed from its history on its
+            next task. Raise it above the number of sources one worker supervises.
         log_level: Python logging level of worker and CLI.
         allow_private_networks: Let scrapers fetch private, loopback and link-local
             addresses (off by default: a guard against SSRF). The demo and tests turn it on.
@@ -105,6 +108,7 @@ class Settings(BaseSettings):
     large_output_bytes: int = Field(64 * 1024, ge=1024)
     max_concurrent_activities: int = Field(100, ge=1)
     max_concurrent_local_activities: int = Field(200, ge=1)
+    max_cached_workflows: int = Field(2000, ge=0)
     log_level: str = "INFO"
     allow_private_networks: bool = False
     allowed_hosts: str = ""

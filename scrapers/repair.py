@@ -130,20 +130,9 @@ def repair_spec(
     if not pages:
         raise ValueError("repair_spec needs at least one new page")
     notes: list[str] = []
-    names = [item.name for item in old.fields]
-    good = [record for record in last_good if any(flat_norms(record.get(n)) for n in names)]
-    if not good:
-        raise RepairFailedError(
-            f"spec {old.name!r}: none of the {len(last_good)} last-good records has a value for "
-            f"the fields {names}; pass the records the spec returned when it last worked"
-        )
+    good = _usable(old, last_good, "pass the records the spec returned when it last worked")
     current = _extract(old, pages, notes)
-    anchors = _anchor(old, pages, good)
-    affixed = {n: a for n, a in affixes_of(old, good).items() if n not in anchors.fields}
-    used: dict[str, tuple[str, str]] = {}
-    if affixed:
-        anchors = _anchor(old, pages, good, affixed)
-        used = {name: affix for name, affix in affixed.items() if name in anchors.fields}
+    anchors, used = _anchor_all(old, pages, good)
     notes.append(
         f"last-good values still shown on the new pages for {sorted(anchors.fields) or 'no field'}"
     )
@@ -189,17 +178,8 @@ def assess_candidate(
     if not pages:
         raise ValueError("assess_candidate needs at least one new page")
     notes: list[str] = []
-    names = [item.name for item in old.fields]
-    good = [record for record in last_good if any(flat_norms(record.get(n)) for n in names)]
-    if not good:
-        raise RepairFailedError(
-            f"spec {old.name!r}: none of the {len(last_good)} last-good records has a value "
-            f"for the fields {names}; nothing to check the candidate against"
-        )
-    anchors = _anchor(old, pages, good)
-    affixed = {n: a for n, a in affixes_of(old, good).items() if n not in anchors.fields}
-    if affixed:
-        anchors = _anchor(old, pages, good, affixed)
+    good = _usable(old, last_good, "nothing to check the candidate against")
+    anchors, _ = _anchor_all(old, pages, good)
     if not anchors.fields:
         raise RepairFailedError(
             f"spec {old.name!r}: none of the {len(good)} last-good records' values appear on "
@@ -207,6 +187,31 @@ def assess_candidate(
             tried=notes,
         )
     return _verify(old, candidate, pages, good, anchors, notes, min_overlap)
+
+
+def _usable(old: ScraperSpec, last_good: list[dict[str, Any]], hint: str) -> list[dict[str, Any]]:
+    """The last-good records with a value for at least one of the spec's fields."""
+    names = [item.name for item in old.fields]
+    good = [record for record in last_good if any(flat_norms(record.get(n)) for n in names)]
+    if not good:
+        raise RepairFailedError(
+            f"spec {old.name!r}: none of the {len(last_good)} last-good records has a value "
+            f"for the fields {names}; {hint}"
+        )
+    return good
+
+
+def _anchor_all(
+    old: ScraperSpec, pages: list[Page], good: list[dict[str, Any]]
+) -> tuple[Anchors, dict[str, tuple[str, str]]]:
+    """The last-good values found on the pages, looking again without their constant
+    prefix/suffix for fields not found whole; and the affixes that helped."""
+    anchors = _anchor(old, pages, good)
+    affixed = {n: a for n, a in affixes_of(old, good).items() if n not in anchors.fields}
+    if not affixed:
+        return anchors, {}
+    anchors = _anchor(old, pages, good, affixed)
+    return anchors, {name: affix for name, affix in affixed.items() if name in anchors.fields}
 
 
 def _verify(

@@ -31,6 +31,7 @@ from models.supervisor import RepairState, SupervisorView
 from tests.support.llm_server import Reply, Script, openai_settings, serve_llm
 from tests.support.supervision import request_run, settle
 from tests.test_supervisor_faults import PARTS, Site, listing, start
+from tests.test_supervisor_faults import site as site  # the fixture
 from workers.worker import create_worker
 
 URL = "http://shop.example/parts"
@@ -259,11 +260,3 @@ async def test_a_redesign_the_doctor_cannot_learn_is_patched_by_the_model_and_pr
         after = {r["name"]: r for r in store.records(name)}
         assert set(after) == {r["name"] for r in before}
         assert all(after[r["name"]]["price"] == r["price"] for r in before)
-
-
-@pytest.fixture
-def site() -> Iterator[Site]:
-    served = Site()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()

@@ -256,6 +256,7 @@ def create_worker(
         activities=activities,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_local_activities,
+        max_cached_workflows=settings.max_cached_workflows,
         database=database,
         http=http,
         engines=engines,

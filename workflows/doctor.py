@@ -320,14 +320,7 @@ class DoctorRepair(ApprovalHandlers):
     async def _patch(self, request: DoctorRepairInput, diagnosis: Diagnosis) -> PatchResult:
         return await workflow.execute_activity_method(
             SupervisionActivities.patch_scraper,
-            PatchRequest(
-                source=request.source,
-                number=request.number,
-                pages=diagnosis.pages,
-                active_version=diagnosis.active_version,
-                last_good_run_id=request.last_good_run_id,
-                rendered=diagnosis.rendered,
-            ),
+            _patch_request(request, diagnosis),
             start_to_close_timeout=STEP_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=STEP_RETRY,
@@ -337,14 +330,7 @@ class DoctorRepair(ApprovalHandlers):
     async def _llm_patch(self, request: DoctorRepairInput, diagnosis: Diagnosis) -> PatchResult:
         return await workflow.execute_activity_method(
             SupervisionActivities.llm_patch_scraper,
-            PatchRequest(
-                source=request.source,
-                number=request.number,
-                pages=diagnosis.pages,
-                active_version=diagnosis.active_version,
-                last_good_run_id=request.last_good_run_id,
-                rendered=diagnosis.rendered,
-            ),
+            _patch_request(request, diagnosis),
             start_to_close_timeout=LLM_PATCH_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             # Provider failures come back in the result; a retry is for a lost worker only,
@@ -411,6 +397,18 @@ class DoctorRepair(ApprovalHandlers):
             reason=reason,
             notes=[*(diagnosis.findings if diagnosis else []), *(patch.notes if patch else [])],
         )
+
+
+def _patch_request(request: DoctorRepairInput, diagnosis: Diagnosis) -> PatchRequest:
+    """What either patch step needs: the diagnosed pages and the version to patch."""
+    return PatchRequest(
+        source=request.source,
+        number=request.number,
+        pages=diagnosis.pages,
+        active_version=diagnosis.active_version,
+        last_good_run_id=request.last_good_run_id,
+        rendered=diagnosis.rendered,
+    )
 
 
 def _raise_if_transient(err: ActivityError) -> None:

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 import scrapers
 from activities.agent.errors import PlanValidationError, ProviderError
-from activities.agent.prompt import ChatMessage, estimate_tokens
+from activities.agent.prompt import ANSWER_CHARS, ChatMessage, estimate_tokens, reask_messages
 from activities.agent.providers import ChatRequest, Provider, provider_for
 from activities.agent.redaction import redact, redact_value
 from activities.agent.validation import load_answer
@@ -64,8 +64,10 @@ GOOD_RECORDS = 5
 VALUE_CHARS = 120
 MAX_ANSWER_TOKENS = 1024
 MIN_ANSWER_TOKENS = 200
-ANSWER_CHARS = 1500
 SCHEMA_NAME = "ScraperPatch"
+PATCH_REASK = (
+    "Answer again with one JSON object whose selectors find the records' values on the live page."
+)
 
 KEPT_ATTRIBUTES = frozenset(
     {"id", "class", "href", "src", "itemprop", "itemtype", "name", "datetime", "title", "rel"}
@@ -247,22 +249,6 @@ def patch_messages(
         "Give the new locations of these fields as one JSON object."
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def reask_messages(
-    messages: list[ChatMessage], answer: str, problems: list[str]
-) -> list[ChatMessage]:
-    """The re-ask: the conversation, the rejected answer, and why it was rejected."""
-    listed = "\n".join(f"- {_cut(p, 400)}" for p in problems[:10])
-    return [
-        *messages,
-        {"role": "assistant", "content": _cut(answer, ANSWER_CHARS) or "(empty)"},
-        {
-            "role": "user",
-            "content": f"That answer was rejected:\n{listed}\n\nAnswer again with one JSON "
-            "object whose selectors find the records' values on the live page.",
-        },
-    ]
 
 
 # --- what is done with the answer ---------------------------------------------------------------
@@ -460,7 +446,9 @@ async def _ask(
         attempt.error = "; ".join(problems)[:ANSWER_CHARS]
         proposal.notes.append(f"{provider.name} answer {round_} rejected: {attempt.error}")
         if round_ == 1:
-            messages = reask_messages(messages, completion.text, problems)
+            messages = reask_messages(
+                messages, completion.text, problems, PATCH_REASK, problem_chars=400
+            )
             continue
         proposal.error = f"{provider.name} proposed no working patch twice: {attempt.error}"
     log.warning("scraper doctor: %s", proposal.error)

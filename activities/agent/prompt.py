@@ -285,22 +285,26 @@ def build_messages(
     return [{"role": "system", "content": system_message()}, {"role": "user", "content": user}]
 
 
+PLAN_REASK = (
+    "Answer again with one JSON object that follows the rules: only the allowed actions, only "
+    "that action's parameters, citations only from the data."
+)
+
+
 def reask_messages(
-    messages: list[ChatMessage], answer: str, problems: list[str]
+    messages: list[ChatMessage],
+    answer: str,
+    problems: list[str],
+    instruction: str = PLAN_REASK,
+    problem_chars: int | None = None,
 ) -> list[ChatMessage]:
-    """The re-ask: the conversation so far, the rejected answer and why it was rejected."""
-    listed = "\n".join(f"- {p}" for p in problems[:10])
+    """The re-ask: the conversation so far, the rejected answer, why it was rejected (each
+    problem cut to ``problem_chars``), and ``instruction``."""
+    listed = "\n".join(f"- {_cut(p, problem_chars) if problem_chars else p}" for p in problems[:10])
     return [
         *messages,
         {"role": "assistant", "content": _cut(answer, ANSWER_CHARS) or "(empty)"},
-        {
-            "role": "user",
-            "content": (
-                f"That answer was rejected:\n{listed}\n\nAnswer again with one JSON object "
-                "that follows the rules: only the allowed actions, only that action's "
-                "parameters, citations only from the data."
-            ),
-        },
+        {"role": "user", "content": f"That answer was rejected:\n{listed}\n\n{instruction}"},
     ]
 
 
