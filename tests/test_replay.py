@@ -25,6 +25,7 @@ def test_histories_are_committed() -> None:
         "source_onboarding",
         "source_supervisor",
         "doctor_repair",
+        "doctor_repair_llm",
     }
 
 

@@ -2,7 +2,8 @@
 
 Run after an intentional, patched workflow change (never to paper over a replay failure)::
 
-    .venv/bin/python -m tests.support.record_history
+    .venv/bin/python -m tests.support.record_history                    # all of them
+    .venv/bin/python -m tests.support.record_history doctor_repair_llm  # only those named
 
 Each history comes from a real run on a throw-away dev server with a real worker.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -21,6 +23,7 @@ import httpx
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
+from models.approvals import ApprovalDecision, ApprovalOutcome, ApprovalStatus
 from models.runs import PipelineRunInput, PipelineRunState
 from models.settings import Settings
 from models.sources import SourceConfig, SourceOnboardingInput, SourceOnboardingState
@@ -77,7 +80,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
 }
 
 
-async def record() -> None:
+async def record(only: set[str]) -> None:
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()), search_attributes=search_attribute_keys()
     ) as env:
@@ -90,6 +93,15 @@ async def record() -> None:
                 allow_private_networks=True,
             )
             client = await connect(settings, address=address)
+            if not only or "doctor_repair_llm" in only:
+                await record_llm_repair(client, settings)
+            if only and not only & {
+                *PIPELINES,
+                "source_onboarding",
+                "source_supervisor",
+                "doctor_repair",
+            }:
+                return
             async with create_worker(client, settings):
                 for name, pipeline in PIPELINES.items():
                     wid = f"replay/{name}/{uuid.uuid4().hex[:6]}"
@@ -139,5 +151,62 @@ async def record_sources(client: Client, settings: Settings) -> None:
         await supervisor.terminate("history recorded")
 
 
+async def record_llm_repair(client: Client, settings: Settings) -> None:
+    """A repair the doctor cannot make alone, patched by a language model (the local chat
+    server answering as a capable model would) and approved by a person."""
+    from tests.support.llm_server import Reply, serve_llm
+    from tests.test_doctor_llm import answer, table
+    from tests.test_supervisor_faults import Site
+
+    site = Site()
+    with serve_llm() as (url, script):
+        llm = settings.model_copy(
+            update={
+                "agent_provider": "openai",
+                "llm_base_url": f"{url}/v1",
+                "llm_model": "patch-model",
+                "task_queue": "replay-llm",
+            }
+        )
+        try:
+            async with create_worker(client, llm):
+                name = f"parts{uuid.uuid4().hex[:4]}"
+                onboarding = await client.start_workflow(
+                    "SourceOnboarding",
+                    SourceOnboardingInput(config=SourceConfig(name=name, url=site.url)),
+                    id=f"source/{name}/onboard",
+                    task_queue=llm.task_queue,
+                    result_type=SourceOnboardingState,
+                )
+                await onboarding.result()
+                supervisor = client.get_workflow_handle(supervisor_id(name))
+                await settle(supervisor, 1)
+                await settle(supervisor, await request_run(supervisor))
+                site.body = table()
+                script.replies = [Reply(content="not a patch"), Reply(content=answer())]
+                ticket = await request_run(supervisor)
+                repair = client.get_workflow_handle(repair_id(name, 1))
+                for _ in range(300):
+                    with contextlib.suppress(Exception):
+                        status = await repair.query("approval", result_type=ApprovalStatus)
+                        if status.pending is not None:
+                            break
+                    await asyncio.sleep(0.2)
+                else:
+                    raise AssertionError("the model's patch never asked for approval")
+                await repair.execute_update(
+                    "approve",
+                    ApprovalDecision(request_id=status.pending.request_id, approver="recorder"),
+                    result_type=ApprovalOutcome,
+                )
+                view = await settle(supervisor, ticket)
+                assert view.last_repair and view.last_repair.outcome == "promoted", view
+                save("doctor_repair_llm", await repair.fetch_history())
+                await supervisor.terminate("history recorded")
+        finally:
+            site.server.shutdown()
+            site.server.server_close()
+
+
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(set(sys.argv[1:])))
