@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from activities.storage import Database
 from models.settings import Settings
 from workers.client import connect
 from workers.server import SEARCH_ATTRIBUTES, temporal_binary
@@ -110,3 +111,22 @@ def postgres_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh PostgreSQL database (skipped if down).
+
+    Storage tests take ``db_url`` or ``db`` and so run against both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'mendline.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """Mendline's database handle on ``db_url``, migrated, disposed afterwards."""
+    database = Database(db_url)
+    yield database
+    database.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,22 +28,6 @@ from models.runs import ErrorInfo, PipelineRunState, RunStatus, TaskState, TaskS
 
 HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 MENDLINE_TABLES = {"pipeline_runs", "task_attempts", "task_outputs", "task_cache"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database (skipped if down)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'mendline.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
 
 
 def count(db: Database, table: Any, *where: Any) -> int:
