@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -15,14 +13,12 @@ from pathlib import Path
 import pytest
 
 from models.settings import Settings
+from tests.support.cli import MENDLINE, cli_env, sh
 from workers.demo_server import DemoServer
 from workers.server import temporal_binary
 from workers.worker import MendlineWorker
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-MENDLINE = [sys.executable, "-m", "workers.cli.main"]
 
 
 @pytest.fixture
@@ -33,30 +29,7 @@ def site() -> Iterator[str]:
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MENDLINE_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
-        "MENDLINE_TASK_QUEUE": settings.task_queue,
-        "MENDLINE_DATA_DIR": str(settings.data_dir),
-        "MENDLINE_DATABASE_URL": settings.resolved_database_url,
-        "MENDLINE_ALLOW_PRIVATE_NETWORKS": "1",
-        "NO_COLOR": "1",
-        "COLUMNS": "200",
-    }
-
-
-async def sh(*cmd: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run in a thread: the in-process worker shares this test's event loop."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        list(cmd),
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli_env(settings)
 
 
 async def test_scout_then_extract_with_the_written_spec(

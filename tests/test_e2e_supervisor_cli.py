@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +19,7 @@ from temporalio.client import Client
 from models.health import HealthState
 from models.settings import Settings
 from models.supervisor import SupervisorView
+from tests.support.cli import MENDLINE, cli_env, sh
 from workers.cli import approvals
 from workers.cli.supervisor_client import running_health
 from workers.demo_server import DemoServer
@@ -29,9 +27,6 @@ from workers.server import temporal_binary
 from workers.worker import MendlineWorker
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-MENDLINE = [sys.executable, "-m", "workers.cli.main"]
 
 
 @pytest.fixture
@@ -42,34 +37,11 @@ def site() -> Iterator[str]:
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MENDLINE_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
-        "MENDLINE_TASK_QUEUE": settings.task_queue,
-        "MENDLINE_DATA_DIR": str(settings.data_dir),
-        "MENDLINE_DATABASE_URL": settings.resolved_database_url,
-        "MENDLINE_ALLOW_PRIVATE_NETWORKS": "1",
-        "NO_COLOR": "1",
-        "COLUMNS": "200",
-    }
-
-
-async def sh(*cmd: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run in a thread: the in-process worker shares this test's event loop."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        list(cmd),
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
+    return cli_env(settings)
 
 
 async def mendline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = await sh(*MENDLINE, *args, env=env)
+    done = await sh(*MENDLINE, *args, env=env, timeout=150)
     assert "Traceback" not in done.stderr, done.stderr
     return done
 
@@ -126,7 +98,12 @@ def field_names(jsonl: str) -> set[str]:
 
 async def temporal(settings: Settings, env: dict[str, str], *args: str) -> str:
     done = await sh(
-        str(temporal_binary()), *args, "--address", settings.resolved_temporal_address, env=env
+        str(temporal_binary()),
+        *args,
+        "--address",
+        settings.resolved_temporal_address,
+        env=env,
+        timeout=150,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
