@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator as _op
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -141,7 +141,23 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ZScoreDetector(_Spec):
+class _Detector(_Spec):
+    """What both detectors share (documented on each)."""
+
+    window: int = Field(50, ge=5, le=10_000)
+    threshold: float = Field(3.5, gt=0)
+    min_points: int = Field(10, ge=3)
+    direction: Direction = Direction.BOTH
+    min_deviation: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _enough_window(self) -> Self:
+        if self.min_points > self.window:
+            raise ValueError(f"min_points ({self.min_points}) exceeds window ({self.window})")
+        return self
+
+
+class ZScoreDetector(_Detector):
     """Robust z-score: distance from the median of the last ``window`` points in MADs.
 
     Attributes:
@@ -155,19 +171,9 @@ class ZScoreDetector(_Spec):
 
     kind: Literal["zscore"]
     window: int = Field(50, ge=5, le=10_000)
-    threshold: float = Field(3.5, gt=0)
-    min_points: int = Field(10, ge=3)
-    direction: Direction = Direction.BOTH
-    min_deviation: float = Field(0.0, ge=0)
-
-    @model_validator(mode="after")
-    def _enough_window(self) -> ZScoreDetector:
-        if self.min_points > self.window:
-            raise ValueError(f"min_points ({self.min_points}) exceeds window ({self.window})")
-        return self
 
 
-class EwmaDetector(_Spec):
+class EwmaDetector(_Detector):
     """EWMA: an exponentially weighted mean and spread, robustly started and updated.
 
     Attributes:
@@ -184,16 +190,6 @@ class EwmaDetector(_Spec):
     kind: Literal["ewma"]
     alpha: float = Field(0.1, gt=0, le=1)
     window: int = Field(100, ge=5, le=10_000)
-    threshold: float = Field(3.5, gt=0)
-    min_points: int = Field(10, ge=3)
-    direction: Direction = Direction.BOTH
-    min_deviation: float = Field(0.0, ge=0)
-
-    @model_validator(mode="after")
-    def _enough_window(self) -> EwmaDetector:
-        if self.min_points > self.window:
-            raise ValueError(f"min_points ({self.min_points}) exceeds window ({self.window})")
-        return self
 
 
 DetectorSpec = Annotated[ZScoreDetector | EwmaDetector, Field(discriminator="kind")]
