@@ -4,14 +4,16 @@ change, for a person), and records of a broken run that must not overwrite good 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from activities.sources_store import SourceStore
 from activities.storage import Database
@@ -43,6 +45,8 @@ class Site:
 
     def __init__(self) -> None:
         self.body = listing()
+        self.delay = 0.0
+        """Seconds each page takes to answer."""
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,12 +55,15 @@ class Site:
                     self.send_response(404)
                     self.end_headers()
                     return
+                time.sleep(site.delay)
                 data = site.body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                # A cancelled run's client may have gone while the page was slow.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -155,3 +162,28 @@ async def test_a_vanished_field_is_held_back_and_its_patch_waits_for_a_person(
     assert view.last_repair and view.last_repair.outcome == "failed"
     assert "rejected by tester" in view.last_repair.reason
     assert store.active_version(name).version == 1  # type: ignore[union-attr]
+
+
+async def test_cancelling_the_supervisor_during_a_run_ends_it(
+    client: Client, settings: Settings, worker: MendlineWorker, site: Site
+) -> None:
+    """`temporal workflow cancel` while a run's activity is in flight: the cancellation
+    arrives as an ActivityError, which the run's failure handling must not take for a
+    failed run (the supervisor would go on, the cancel lost)."""
+    _, handle = await start(client, settings, site)
+    site.delay = 30.0
+    await request_run(handle)
+    for _ in range(100):
+        view: SupervisorView = await handle.query("health", result_type=SupervisorView)
+        if view.running:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the run never started")
+    await handle.cancel()
+    for _ in range(200):
+        if (await handle.describe()).status == WorkflowExecutionStatus.CANCELED:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the supervisor is still {(await handle.describe()).status}")

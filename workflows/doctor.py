@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         SourceEventInput,
     )
     from workflows.approvals import ApprovalGate, ApprovalHandlers
-    from workflows.failures import failure_message, run_failure
+    from workflows.failures import failure_message, raise_if_cancelled, run_failure
     from workflows.sources import (
         FETCH_RETRY,
         FETCH_TIMEOUT,
@@ -101,6 +101,7 @@ class DoctorRepair(ApprovalHandlers):
         except _Transient as exc:
             report = self._report(request, "failed", str(exc), transient=True)
         except ActivityError as err:
+            raise_if_cancelled(err)
             report = self._report(request, "failed", failure_message(err))
         report = report.model_copy(update={"started_at": started, "ended_at": workflow.now()})
         self._state.result = report

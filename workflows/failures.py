@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from models.breakage import RunFailure
@@ -34,3 +39,12 @@ def failure_message(err: ActivityError) -> str:
     """``Type: message`` of an activity failure's cause."""
     failure = run_failure(err)
     return f"{failure.error_type}: {failure.message}"
+
+
+def raise_if_cancelled(err: BaseException) -> None:
+    """Re-raise ``err`` when it is the workflow's own cancellation arriving through an
+    activity or child workflow (an ``ActivityError``/``ChildWorkflowError`` caused by
+    ``CancelledError``): a handler that turns failures into results must not swallow a
+    ``temporal workflow cancel`` and keep the workflow running."""
+    if is_cancelled_exception(err):
+        raise err

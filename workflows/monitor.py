@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SendRequest,
     )
     from models.remediation import FailureContext, RemediationInput
-    from workflows.failures import failure_message
+    from workflows.failures import failure_message, raise_if_cancelled
 
 STEP_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["RuleFileError"])
 DELIVERY_RETRY = RetryPolicy(
@@ -123,6 +123,7 @@ class Monitor:
                 summary=f"{alert.kind.value} alert {alert.fingerprint} → {notifier}",
             )
         except ActivityError as err:
+            raise_if_cancelled(err)
             failed = Delivery(
                 notifier=notifier, type="?", ok=False, attempts=0, error=failure_message(err)
             )

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         TokenRequest,
     )
     from workflows.approvals import ApprovalGate, ApprovalHandlers
-    from workflows.failures import failure_message
+    from workflows.failures import failure_message, raise_if_cancelled
 
 QUICK = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(
@@ -170,6 +170,7 @@ class Remediation(ApprovalHandlers):
                 summary=f"execute: {plan.action.value}" + (" (dry run)" if request.dry_run else ""),
             )
         except ActivityError as err:
+            raise_if_cancelled(err)
             executed = ExecutionResult(
                 action=plan.action,
                 parameters=plan.parameters,

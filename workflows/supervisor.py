@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
         supervisor_id,
     )
     from workflows.doctor import DoctorRepair
-    from workflows.failures import failure_message, run_failure
+    from workflows.failures import failure_message, raise_if_cancelled, run_failure
     from workflows.sources import (
         FETCH_RETRY,
         HEARTBEAT_TIMEOUT,
@@ -332,6 +332,7 @@ class SourceSupervisor:
             )
             assessment = assess_run(stats, None, baseline)
         except ActivityError as err:
+            raise_if_cancelled(err)
             failure = run_failure(err)
             if failure.error_type in SOURCE_GONE:
                 workflow.logger.info("source %s is gone: %s", self._source, failure_message(err))
@@ -424,6 +425,7 @@ class SourceSupervisor:
                 static_summary=f"repair {number} of source {self._source}",
             )
         except ChildWorkflowError as err:
+            raise_if_cancelled(err)
             report = RepairReport(
                 source=self._source,
                 number=number,
